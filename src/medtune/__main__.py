@@ -1,0 +1,6 @@
+"""Allow ``python -m medtune``."""
+
+from medtune.cli import main
+
+if __name__ == "__main__":
+    main()

