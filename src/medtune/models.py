@@ -144,9 +144,13 @@ def load_tokenizer(name: str, gguf_file: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     path = Path(name).expanduser()
-    if path.is_dir() and is_adapter_dir(path) and not (path / "tokenizer_config.json").is_file():
-        name = str(path / "tokenizer") if (path / "tokenizer").is_dir() else adapter_base_model(path)
-    source = resolve_model_path(name, gguf_file)
+    source: Path | str
+    if path.is_dir() and (path / "tokenizer_config.json").is_file():
+        source = path
+    elif path.is_dir() and is_adapter_dir(path):
+        source = path / "tokenizer" if (path / "tokenizer").is_dir() else resolve_model_path(adapter_base_model(path))
+    else:
+        source = resolve_model_path(name, gguf_file)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source))
     except OSError as error:

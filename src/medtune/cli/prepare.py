@@ -1,4 +1,4 @@
-"""``medtune prepare``: raw medical QA sets -> a clean, split, model-formatted dataset folder."""
+"""``medtune prepare``: raw QA sources -> a clean, leakage-safe, model-formatted prepared folder."""
 
 from __future__ import annotations
 
@@ -6,56 +6,63 @@ from pathlib import Path
 
 import typer
 
-from medtune.cli._console import console
+from medtune.cli._console import console, err_console
 
 
 def prepare(
-    source: list[str] = typer.Option(None, "--source", "-s", help="KIND:PATH (repeatable), e.g. "
-                                     "medquad:medquad/MedQuAD_xml.tar.gz, csv:my.csv, hf:lavita/MedQuAD."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    recipe: str | None = typer.Option(None, help="Take the data section (and model) from this recipe."),
-    seed: int | None = typer.Option(None, help="Random seed for sampling and splitting."),
-    sample_size: int | None = typer.Option(None, help="Rows to keep after cleaning (balanced across sources)."),
-    balance: str | None = typer.Option(None, help="equal | proportional"),
-    model: str | None = typer.Option(None, help="Model whose chat template formats the prompts."),
-    prompt_style: str | None = typer.Option(None, help="chat-template | mistral-inst | llama3-header"),
-    system_prompt: str | None = typer.Option(None, help="System prompt for every example."),
-    column_map: str | None = typer.Option(None, "--map", help="For csv/jsonl/hf: question=COL,answer=COL,..."),
-    multi_answer_policy: str | None = typer.Option(None, help="first | longest | keep_all"),
+    source: list[str] = typer.Option(None, "--source", "-s", help="KIND:PATH (repeatable). KIND: medquad, meadow, "
+                                     "chatdoctor, medicationqa, csv, jsonl, hf (hf:<dataset id>)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (the prepared dataset)."),
+    recipe: str | None = typer.Option(None, "--recipe", "-r", help="Recipe whose data section gives the settings."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for sampling and splitting."),
+    sample_size: int | None = typer.Option(None, "--sample-size", help="Rows to keep after cleaning."),
+    model: str | None = typer.Option(None, "--model", help="Model whose chat template formats the prompts."),
+    mapping: str | None = typer.Option(None, "--map", help="Column mapping for csv/jsonl/hf: question=Q,answer=A."),
+    prompt_style: str | None = typer.Option(None, "--prompt-style", help="chat-template, mistral-inst, "
+                                            "llama3-header."),
+    balance: str | None = typer.Option(None, "--balance", help="Sampling across sources: equal or proportional."),
 ) -> None:
-    """Load, clean, dedupe, filter, balance, split (grouped, stratified) and format QA data."""
+    """Load, clean, de-duplicate, sample, split (grouped, stratified) and format medical QA data."""
+    from pydantic import ValidationError
     from rich.table import Table
 
-    from medtune.config import DataConfig, Recipe, SourceSpec, load_recipe, recipe_from_dict
+    from medtune.config import DataConfig, describe_validation_error, load_recipe
+    from medtune.data.pipeline import DEFAULT_MODEL
     from medtune.data.pipeline import prepare as run_prepare
-    from medtune.data.sources import parse_source_arg
-    from medtune.data.sources.tabular import parse_mapping
+    from medtune.data.sources import parse_columns, parse_source_arg
+    from medtune.errors import UserError
 
-    base: Recipe = load_recipe(recipe) if recipe else recipe_from_dict({"name": "prepare"})
-    data = base.data.model_dump()
-    if source:
-        mapping = parse_mapping(column_map)
-        data["sources"] = [SourceSpec(kind=k, path=p, columns=mapping).model_dump()
-                           for k, p in map(parse_source_arg, source)]
-    overrides = {"seed": seed, "sample_size": sample_size, "balance": balance, "prompt_style": prompt_style,
-                 "system_prompt": system_prompt, "multi_answer_policy": multi_answer_policy}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    config = recipe_from_dict({"name": base.name, "data": data}, "command line").data
-    manifest = run_prepare(DataConfig.model_validate(config.model_dump()), out, model or base.model.name)
+    loaded = load_recipe(recipe) if recipe else None
+    data = loaded.data.model_copy(deep=True) if loaded else DataConfig.model_validate({})
+    columns = parse_columns(mapping)
+    overrides = {"seed": seed, "sample_size": sample_size, "prompt_style": prompt_style, "balance": balance}
+    try:
+        if source:
+            data.sources = [parse_source_arg(text, columns if text.split(":")[0] in ("csv", "jsonl", "hf") else None)
+                            for text in source]
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(data, key, value)
+    except ValidationError as error:
+        raise UserError(describe_validation_error("command line", error, DataConfig)) from None
+    model_name = model or (loaded.model.name if loaded else DEFAULT_MODEL)
+    manifest = run_prepare(data, out, model_name,
+                           warn=lambda line: err_console.print(f"[yellow]warning:[/] {line}", highlight=False))
+
     table = Table(title=f"prepared {out}")
-    table.add_column("")
-    table.add_column("rows", justify="right")
-    table.add_row("input rows", str(manifest["input_rows"]))
-    table.add_row("[green]kept[/]", str(manifest["kept"]))
-    for reason, count in manifest["rejected"].items():
-        table.add_row(f"[red]dropped[/]: {reason}", str(count))
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    table.add_row("input", f"{manifest['input_rows']:,}")
+    table.add_row("[bold green]kept[/]", f"{manifest['kept']:,}")
     for name, count in manifest["splits"].items():
-        table.add_row(f"split {name}", str(count))
+        table.add_row(f"  {name}", f"{count:,}")
+    for reason, count in manifest["rejected"].items():
+        table.add_row(f"[red]dropped[/] {reason}", f"{count:,}")
     console.print(table)
-    console.print(f"files: {out}/{{train,validation,test}}.{{jsonl,csv}}, dataset/, rejected.jsonl, manifest.json;"
-                  f" figures: medtune data stats {out}")
+    changed = ", ".join(f"{k} {v:,}" for k, v in manifest["modified"].items()) or "none"
+    console.print(f"text changed by cleaning: {changed}. Dropped rows with reasons: {out / 'rejected.jsonl'}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``prepare`` command."""
+    """Add ``medtune prepare``."""
     app.command("prepare")(prepare)

@@ -1,4 +1,5 @@
-"""Write a prepared folder: DatasetDict, CSV + JSONL per split, rejected.jsonl, manifest.json."""
+"""Write the prepared folder (docs/ARCHITECTURE.md "Prepared data folder"): DatasetDict on disk, per-split CSV and
+JSONL, ``rejected.jsonl`` and ``manifest.json``."""
 
 from __future__ import annotations
 
@@ -7,35 +8,51 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medtune.data.records import Rejected
+#: Columns of every prepared row, in order.
+COLUMNS: tuple[str, ...] = ("id", "question", "answer", "source", "focus_area", "question_type", "url",
+                            "original_id", "group", "prompt", "completion")
 
-COLUMNS = ("id", "question", "answer", "source", "focus_area", "question_type", "url", "original_id",
-           "document_id", "group", "prompt", "completion")
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows as JSON Lines (UTF-8, non-ASCII kept)."""
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def write_outputs(out_dir: Path, splits: dict[str, list[dict[str, Any]]], rejected: list[Rejected],
-                  manifest: dict[str, Any]) -> None:
-    """Write every output file of a prepared folder (overwriting an earlier one)."""
-    import datasets
-    from datasets import Dataset, DatasetDict
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> None:
+    """Write rows as CSV with a header (quoted as needed, newline-safe)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
-    datasets.disable_progress_bars()
+
+def export_prepared(out_dir: Path, splits: dict[str, list[dict[str, Any]]], rejected: list[dict[str, Any]],
+                    manifest: dict[str, Any]) -> None:
+    """Write every file of a prepared folder; the manifest is written last (its presence marks a complete folder)."""
+    from datasets import Dataset, DatasetDict, Features, Value
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in splits.items():
-        with (out_dir / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps({c: row.get(c, "") for c in COLUMNS}, ensure_ascii=False) + "\n")
-        with (out_dir / f"{name}.csv").open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    with (out_dir / "rejected.jsonl").open("w", encoding="utf-8") as handle:
-        for item in rejected:
-            handle.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    features = Features({name: Value("string") for name in COLUMNS})
     dataset = DatasetDict({
-        name: Dataset.from_dict({c: [str(row.get(c, "")) for row in rows] for c in COLUMNS})
+        name: Dataset.from_dict({c: [row[c] for row in rows] for c in COLUMNS}, features=features)
         for name, rows in splits.items()
     })
-    dataset.save_to_disk(str(out_dir / "dataset"))
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    import datasets
+
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # saving a few MB is instant; its per-split bars only add noise
+    try:
+        dataset.save_to_disk(str(out_dir / "dataset"))
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    for name, rows in splits.items():
+        clean = [{c: row[c] for c in COLUMNS} for row in rows]
+        write_jsonl(out_dir / f"{name}.jsonl", clean)
+        write_csv(out_dir / f"{name}.csv", clean)
+    write_jsonl(out_dir / "rejected.jsonl", rejected)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
+                                           encoding="utf-8")

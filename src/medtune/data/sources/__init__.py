@@ -47,7 +47,7 @@ def parse_source_arg(text: str, columns: dict[str, str] | None = None) -> Source
     if not sep or not path or kind not in KINDS:
         raise UserError(f"--source '{text}': write KIND:PATH with KIND one of {', '.join(KINDS)} "
                         "(e.g. medquad:medquad/MedQuAD_xml.tar.gz).")
-    return SourceSpec(kind=kind, path=path, columns=dict(columns or {}))
+    return SourceSpec.model_validate({"kind": kind, "path": path, "columns": dict(columns or {})})
 
 
 def load_source(spec: SourceSpec) -> LoadedSource:

@@ -117,7 +117,7 @@ def read_table(path: Path) -> Any:
                 from None
     elif suffix in {".xlsx", ".xls"}:
         try:
-            frame = pd.read_excel(path, engine="openpyxl", dtype=str)
+            frame = pd.read_excel(path, engine="openpyxl", dtype=str, keep_default_na=False)
         except Exception as error:  # zipfile.BadZipFile, KeyError from openpyxl ...
             raise UserError(f"{path}: not a readable xlsx workbook ({error.__class__.__name__}); re-save it "
                             "from a spreadsheet program.") from None

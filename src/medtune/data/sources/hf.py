@@ -6,9 +6,26 @@ the user to download the data and use ``csv:``/``jsonl:`` instead. A local datas
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
 from medtune.data.sources.base import LoadedSource
 from medtune.data.sources.tabular import check_mapping, rows_from_records
 from medtune.errors import UserError
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the hub host (``HF_ENDPOINT``) accepts a TCP connection and offline mode is off."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def load_hub(dataset_id: str, columns: dict[str, str] | None = None) -> LoadedSource:
@@ -16,6 +33,9 @@ def load_hub(dataset_id: str, columns: dict[str, str] | None = None) -> LoadedSo
     import datasets
 
     mapping = check_mapping(columns or {}, f"hf:{dataset_id}")
+    if not Path(dataset_id).expanduser().exists() and not hub_reachable():
+        raise UserError(f"hf:{dataset_id}: the Hugging Face hub is not reachable from this machine; download the "
+                        "data elsewhere and use csv:PATH or jsonl:PATH with --map question=...,answer=....")
     try:
         loaded_splits = datasets.load_dataset(dataset_id)
     except Exception as error:  # ConnectionError, DatasetNotFoundError, OfflineModeIsEnabled, ...

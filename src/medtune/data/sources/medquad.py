@@ -1,9 +1,11 @@
 """MedQuAD loader: the upstream XML folder, its ``.tar.gz`` (read member by member, never extracted), a single
 XML file, or the Hugging Face ``lavita/MedQuAD`` column layout as CSV/parquet.
 
+Rows are labelled source ``medquad``; the sub-collection folder (e.g. ``2_GARD_QA``) prefixes ``original_id``.
 Every ``<QAPair>`` is one input row (47,441 upstream, 16,407 with an answer); rows keep the document id as
 ``group`` because answers repeat across the question types of one document (split by it to avoid leakage).
-A malformed XML file inside a folder/archive is skipped, warned about and counted as rejected ``malformed_xml``.
+A malformed XML file inside a folder/archive is skipped, warned about and counted as rejected ``malformed_xml``;
+the 4 upstream NINDS files in another schema (``<doc>/<pair>``, not in the 47,441) as ``unsupported_xml``.
 """
 
 from __future__ import annotations
@@ -29,25 +31,37 @@ HF_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+class UnsupportedDocument(ValueError):
+    """A well-formed XML file without MedQuAD ``<QAPair>`` elements (e.g. 4 NINDS files use ``<doc>/<pair>``)."""
+
+
 def parse_document(data: bytes, name: str) -> list[dict[str, str]]:
-    """Return one row per ``<QAPair>`` of a MedQuAD XML document (raises ``ET.ParseError``)."""
+    """Return one row per ``<QAPair>`` of a MedQuAD XML document.
+
+    Raises:
+        ET.ParseError: for malformed XML.
+        UnsupportedDocument: for well-formed XML in another schema (the upstream/HF counts skip these too);
+            a ``<Document>`` with no pairs (6 NIDDK files) simply yields no rows.
+    """
     root = ET.fromstring(data)
-    if root.tag != "Document":
-        raise ET.ParseError(f"root element is <{root.tag}>, expected <Document>")
+    pairs = list(root.iter("QAPair"))
+    if not pairs and root.tag not in ("Document", "DiseaseFile"):
+        raise UnsupportedDocument(f"no <QAPair> elements (root <{root.tag}>, not the MedQuAD <Document> schema)")
     folder = name.rsplit("/", 1)[0] if "/" in name else ""
-    doc_id = root.get("id", Path(name).stem)
+    doc_id = root.get("id") or root.get("fid") or Path(name).stem
     focus = (root.findtext("Focus") or "").strip()
     rows = []
-    for pair in root.iter("QAPair"):
+    for pair in pairs:
         question = pair.find("Question")
+        qid = (question.get("qid") if question is not None else None) or f"{doc_id}-{pair.get('pid')}"
         rows.append(make_row(
             question=(question.text if question is not None else "") or "",
             answer=pair.findtext("Answer") or "",
-            source=f"medquad/{root.get('source', folder)}",
+            source="medquad",
             focus_area=focus,
             question_type=question.get("qtype", "") if question is not None else "",
             url=root.get("url", ""),
-            original_id=(question.get("qid") if question is not None else None) or f"{doc_id}-{pair.get('pid')}",
+            original_id=f"{folder or root.get('source', '')}/{qid}",
             group=f"medquad:{folder}/{doc_id}",
         ))
     return rows
@@ -79,7 +93,7 @@ def _load_xml(path: Path, kind: str) -> LoadedSource:
     if path.is_file() and path.suffix == ".xml":
         try:
             loaded.rows = parse_document(path.read_bytes(), path.name)
-        except ET.ParseError as error:
+        except (ET.ParseError, UnsupportedDocument) as error:
             raise UserError(f"{path}: malformed XML ({error}); fix the file or remove it.") from None
         return loaded
     files = 0
@@ -87,10 +101,11 @@ def _load_xml(path: Path, kind: str) -> LoadedSource:
         files += 1
         try:
             loaded.rows.extend(parse_document(data, name))
-        except ET.ParseError as error:
-            loaded.rejected.append({**make_row(source="medquad", original_id=name), "reason": "malformed_xml",
+        except (ET.ParseError, UnsupportedDocument) as error:
+            reason = "malformed_xml" if isinstance(error, ET.ParseError) else "unsupported_xml"
+            loaded.rejected.append({**make_row(source="medquad", original_id=name), "reason": reason,
                                     "detail": f"{name}: {error}"})
-            loaded.warnings.append(f"{path}: skipped {name}: malformed XML ({error})")
+            loaded.warnings.append(f"{path}: skipped {name}: {reason.replace('_', ' ')} ({error})")
     if files == 0:
         raise UserError(f"{path}: no .xml files found; point at MedQuAD_xml.tar.gz or the folder of XML files.")
     if not loaded.rows and loaded.rejected:
@@ -108,8 +123,9 @@ def _load_table(path: Path) -> LoadedSource:
     loaded = LoadedSource(path=str(path), format="medquad-table", sha256=sha256_of(path))
     for index, record in enumerate(frame.to_dict("records")):
         values = {role: record.get(column) if column else None for role, column in chosen.items()}
-        values["source"] = f"medquad/{values['source']}" if values.get("source") else "medquad"
-        values["original_id"] = values.get("original_id") or str(index)
+        collection, values["source"] = values.get("source"), "medquad"
+        values["original_id"] = f"{collection}/{values.get('original_id') or index}" if collection \
+            else str(values.get("original_id") or index)
         if values.get("group"):
             values["group"] = f"medquad:{values['group']}"
         loaded.rows.append(make_row(**values))

@@ -1,0 +1,11 @@
+"""Medical guardrails (``medtune.guard``): emergency referral, refusal/deferral templates, injection removal,
+dose checks and a disclaimer on every answer. See docs/guard.md and docs/ARCHITECTURE.md ("Guard API")."""
+
+from medtune.guard.config import GuardConfig, load_guard_config
+from medtune.guard.guard import Guard, GuardDecision, GuardedAnswer
+
+__all__ = ["Guard", "GuardConfig", "GuardDecision", "GuardedAnswer", "load_guard_config"]
+
+import logging as _logging
+
+_logging.getLogger("medtune.guard").addHandler(_logging.NullHandler())

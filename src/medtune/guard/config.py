@@ -1,0 +1,158 @@
+"""The guard's settings (:class:`GuardConfig`), loaded from YAML; defaults live in ``default.yaml`` (package data).
+
+Unknown keys are errors (a typo never silently disables a safety check): :func:`load_guard_config` turns them
+into one :class:`~medtune.errors.UserError` line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medtune.errors import UserError
+
+
+class _Strict(BaseModel):
+    """Base: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DrugLimit(_Strict):
+    """The maximum daily dose of one common over-the-counter drug."""
+
+    names: list[str] = Field(min_length=1, description="Generic name first, then synonyms and brand names.")
+    max_daily_mg: float = Field(gt=0, description="Usual adult maximum per 24 h in mg (prescription use).")
+    otc_max_daily_mg: float | None = Field(
+        None, gt=0, description="Lower limit for unsupervised (OTC) use, e.g. ibuprofen 1200 mg/day."
+    )
+    note: str = Field("", description="Shown with the warning, e.g. 'adults; 2 g with liver disease'.")
+
+
+class Templates(_Strict):
+    """Canned replies. ``{kind}`` is the human-readable rule that fired; ``{resources}`` the crisis lines."""
+
+    emergency: str = Field(description="Emergency referral, sent before any model call.")
+    emergency_kinds: dict[str, str] = Field(
+        default_factory=dict, description="Extra first line per emergency kind (stroke, suicidal ...)."
+    )
+    crisis_resources: str = Field(description="Crisis lines added to self-harm replies.")
+    refuse: str = Field(description="Refusal for dosing meant for misuse or harming someone.")
+    refuse_self_harm: str = Field(description="Refusal for self-harm dosing, with crisis resources.")
+    defer: str = Field(description="Deferral for personal diagnosis requests: see a clinician.")
+    injection_empty: str = Field(description="Reply when nothing remains after removing injection phrases.")
+    dose_warning: str = Field(description="Per dose found in an answer; {dose} is the expression.")
+    max_dose_warning: str = Field(
+        description="When an answer exceeds a maximum daily dose; {drug} {amount} {limit} {note}."
+    )
+    otc_dose_warning: str = Field(description="Above the OTC limit but within the prescription maximum.")
+
+
+class GuardConfig(_Strict):
+    """Everything the medical guardrails use. Defaults: ``src/medtune/guard/default.yaml``."""
+
+    system_prompt: str = Field(description="System prompt of every model call (the assistant's safety rules).")
+    disclaimer: str = Field(description="Appended to every answer and canned reply.")
+    temperature: float = Field(0.3, ge=0, le=2, description="Conservative decoding: sampling temperature.")
+    top_p: float = Field(0.9, gt=0, le=1, description="Conservative decoding: nucleus sampling.")
+    repetition_penalty: float = Field(1.1, ge=1, description="Conservative decoding: repetition penalty.")
+    max_new_tokens: int = Field(256, ge=1, description="Conservative decoding: answer length limit.")
+    check_emergency: bool = Field(True, description="Answer emergency red flags with a referral at once.")
+    check_refusal: bool = Field(True, description="Refuse dosing meant for misuse, self-harm or harming others.")
+    check_diagnosis: bool = Field(True, description="Defer personal diagnosis requests to a clinician.")
+    check_injection: bool = Field(True, description="Remove prompt-injection phrases from user input.")
+    check_doses: bool = Field(True, description="Flag dose expressions and maximum daily doses in answers.")
+    extra_injection_phrases: list[str] = Field(
+        default_factory=list, description="More regular expressions treated as injection phrases."
+    )
+    max_daily_doses: list[DrugLimit] = Field(default_factory=list, description="Maximum daily dose table.")
+    templates: Templates
+    audit_log: str | None = Field(None, description="Append every decision as one JSON line to this file.")
+    audit_include_text: bool = Field(
+        False, description="Also write the user text to the audit file (else only its SHA-256 and length)."
+    )
+
+    def generation_settings(self) -> Any:
+        """The conservative decoding defaults as :class:`medtune.inference.base.GenerationSettings`."""
+        from medtune.inference.base import GenerationSettings
+
+        return GenerationSettings(temperature=self.temperature, top_p=self.top_p,
+                                  repetition_penalty=self.repetition_penalty, max_new_tokens=self.max_new_tokens)
+
+
+def _default_data() -> dict[str, Any]:
+    """The parsed ``default.yaml`` shipped with the package."""
+    text = resources.files("medtune.guard").joinpath("default.yaml").read_text(encoding="utf-8")
+    return dict(yaml.safe_load(text))
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: ``override`` wins; nested dicts merge key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at ``loc`` (for 'did you mean')."""
+    current: Any = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if candidates:
+            current = candidates[0]
+    return list(current.model_fields)
+
+
+def _validate(data: dict[str, Any], source: str) -> GuardConfig:
+    """Validate merged settings; the first error becomes one UserError line naming ``source`` and the key."""
+    for number, phrase in enumerate(data.get("extra_injection_phrases") or []):
+        try:
+            re.compile(str(phrase))
+        except re.error as exc:
+            raise UserError(f"{source}: guard key 'extra_injection_phrases.{number}': bad regular expression "
+                            f"{phrase!r} ({exc}); escape special characters.") from None
+    try:
+        return GuardConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        key = ".".join(str(p) for p in loc)
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _known_keys(GuardConfig, loc), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "remove it (see docs/guard.md for the keys)."
+            raise UserError(f"{source}: unknown guard key '{key}'; {hint}") from None
+        raise UserError(f"{source}: guard key '{key}': {error['msg']}; fix the value (see docs/guard.md).") from None
+
+
+def default_guard_config() -> GuardConfig:
+    """The shipped defaults (``default.yaml``)."""
+    return _validate(_default_data(), "medtune/guard/default.yaml")
+
+
+def load_guard_config(path: str | Path) -> GuardConfig:
+    """Load a guard YAML file; its keys override the defaults (nested sections merge key by key)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"{file}: guard config file not found; pass an existing YAML file.")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{file}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{file}: a guard config must be a YAML mapping of keys to values.")
+    return _validate(_merge(_default_data(), data), str(file))
