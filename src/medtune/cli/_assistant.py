@@ -1,0 +1,39 @@
+"""Shared options of `medtune ask` and `medtune chat`: build the backend, guard and Assistant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build_assistant(model: str, backend: str, url: str | None, temperature: float, max_new_tokens: int,
+                    top_p: float, top_k: int, repetition_penalty: float, num_beams: int, stop: list[str],
+                    no_guard: bool, guard_config: str | None) -> Any:
+    """Load the backend and the guard and return an Assistant."""
+    from medtune.inference.assistant import Assistant, load_backend
+    from medtune.inference.base import GenerationSettings
+
+    options: dict[str, Any] = {"url": url} if backend in ("ollama", "openai") else {}
+    model_name = None if backend == "openai" and model == "default" else model
+    if backend in ("transformers", "llamacpp") and model == "default":
+        model_name = "smollm2-135m-instruct"
+    guard = None
+    if not no_guard:
+        from medtune.guard import Guard
+
+        guard = Guard.from_yaml(guard_config) if guard_config else Guard()
+    settings = GenerationSettings(temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
+                                  repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
+                                  stop=list(stop))
+    return Assistant(load_backend(backend, model_name, **options), guard, settings)
+
+
+def timing_line(reply: Any) -> str:
+    """One dim line with the response time, time to first token and tokens/s."""
+    parts = [f"{reply.seconds:.2f} s"]
+    if reply.first_token_seconds is not None:
+        parts.append(f"first token {reply.first_token_seconds:.2f} s")
+    if reply.tokens:
+        parts.append(f"{reply.tokens} tokens, {reply.tokens / max(reply.seconds, 1e-9):.1f} tok/s")
+    if reply.decision.action != "answer":
+        parts.append(f"guard: {reply.decision.category}")
+    return " · ".join(parts)

@@ -1,0 +1,46 @@
+"""`medtune ask "question"`: stream one guarded answer and show the response time."""
+
+from __future__ import annotations
+
+import typer
+
+from medtune.cli._console import console
+
+MODEL_HELP = "Alias, model folder, run folder, .gguf; 'default' = smollm2-135m-instruct (openai: server's model)."
+
+
+def ask(
+    question: str = typer.Argument(..., help="The medical question."),
+    model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
+    backend: str = typer.Option("transformers", "--backend", "-b", help="transformers | llamacpp | ollama | openai"),
+    url: str = typer.Option(None, "--url", help="Server URL for ollama/openai backends."),
+    temperature: float = typer.Option(0.3, help="0 = greedy."),
+    max_new_tokens: int = typer.Option(256, help="Answer length limit in tokens."),
+    top_p: float = typer.Option(0.9, help="Nucleus sampling."),
+    top_k: int = typer.Option(40, help="Top-k sampling."),
+    repetition_penalty: float = typer.Option(1.1, help="Repetition penalty."),
+    num_beams: int = typer.Option(1, help="Beam search width (transformers only; disables streaming)."),
+    stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable)."),
+    no_guard: bool = typer.Option(False, "--no-guard", help="Disable the safety guard (not for users)."),
+    guard_config: str = typer.Option(None, help="Guard YAML file."),
+) -> None:
+    """Ask one question; the answer streams, then the disclaimer and the timing are shown."""
+    from medtune.cli._assistant import build_assistant, timing_line
+
+    assistant = build_assistant(model, backend, url, temperature, max_new_tokens, top_p, top_k,
+                                repetition_penalty, num_beams, stop, no_guard, guard_config)
+    for event in assistant.stream(question, []):
+        if event.kind == "token":
+            console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
+        elif event.reply is not None:
+            reply = event.reply
+            tail = reply.text[len(reply.raw_answer):] if reply.text.startswith(reply.raw_answer) else ""
+            if reply.raw_answer and not reply.text.startswith(reply.raw_answer):
+                tail = "\n\n" + reply.text
+            console.print(tail, markup=False, highlight=False, soft_wrap=True)
+            console.print(f"[dim]{timing_line(reply)}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ask`."""
+    app.command("ask")(ask)

@@ -1,0 +1,58 @@
+"""`medtune chat`: a terminal conversation with history (/reset, /exit)."""
+
+from __future__ import annotations
+
+import typer
+
+from medtune.cli._console import console
+from medtune.cli.ask import MODEL_HELP
+
+
+def chat(
+    model: str = typer.Option("default", "--model", "-m", help=MODEL_HELP),
+    backend: str = typer.Option("transformers", "--backend", "-b", help="transformers | llamacpp | ollama | openai"),
+    url: str = typer.Option(None, "--url", help="Server URL for ollama/openai backends."),
+    temperature: float = typer.Option(0.3, help="0 = greedy."),
+    max_new_tokens: int = typer.Option(256, help="Answer length limit in tokens."),
+    no_guard: bool = typer.Option(False, "--no-guard", help="Disable the safety guard (not for users)."),
+    guard_config: str = typer.Option(None, help="Guard YAML file."),
+) -> None:
+    """Chat in the terminal; history is kept (trimmed to the context window). /reset clears it, /exit quits."""
+    from rich.prompt import Prompt
+
+    from medtune.cli._assistant import build_assistant, timing_line
+
+    assistant = build_assistant(model, backend, url, temperature, max_new_tokens, 0.9, 40, 1.1, 1, [],
+                                no_guard, guard_config)
+    console.print(f"[bold]medtune chat[/] · {assistant.backend.info().model} · /reset clears history, /exit quits")
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            question = Prompt.ask("[bold green]you[/]").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if question in ("/exit", "/quit"):
+            break
+        if question == "/reset":
+            history.clear()
+            console.print("[dim]history cleared[/]")
+            continue
+        if not question:
+            continue
+        console.print("[bold blue]assistant[/] ", end="")
+        for event in assistant.stream(question, history):
+            if event.kind == "token":
+                console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
+            elif event.reply is not None:
+                reply = event.reply
+                if reply.text.startswith(reply.raw_answer):
+                    console.print(reply.text[len(reply.raw_answer):], markup=False, highlight=False)
+                console.print(f"[dim]{timing_line(reply)}[/]")
+                if reply.decision.action == "answer":
+                    history += [{"role": "user", "content": question},
+                                {"role": "assistant", "content": reply.raw_answer}]
+
+
+def register(app: typer.Typer) -> None:
+    """Add `chat`."""
+    app.command("chat")(chat)

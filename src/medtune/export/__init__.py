@@ -1,0 +1,1 @@
+"""Merge, convert to GGUF, quantize, verify, and write Ollama Modelfiles (``medtune export``)."""

@@ -1,0 +1,159 @@
+"""HF/run folder -> merged 16-bit HF folder -> GGUF (llama.cpp's convert_hf_to_gguf.py) -> quantized GGUF.
+
+llama.cpp's converter is not on PyPI: it is taken from the llama-cpp-python sdist (same version as the
+installed package, so the GGUF format matches the runtime) and kept under ``MEDTUNE_HOME/cache/llama.cpp``.
+Quantization uses llama.cpp's C API bound by llama-cpp-python (``llama_model_quantize``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from medtune.errors import UserError
+from medtune.paths import cache_dir
+
+QUANTS = ("f16", "q8_0", "q4_k_m")
+_CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+
+
+def llama_cpp_version() -> str:
+    """Version of the installed llama-cpp-python."""
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError("export needs llama-cpp-python: pip install 'medtune[serve]'") from None
+
+
+def converter_dir() -> Path:
+    """Return a folder with llama.cpp's ``convert_hf_to_gguf.py`` (+ ``conversion/``, ``gguf-py/``).
+
+    Extracted once from the llama-cpp-python sdist of the installed version (``pip download``).
+    """
+    version = llama_cpp_version()
+    target = cache_dir("llama.cpp") / version
+    if (target / "convert_hf_to_gguf.py").is_file():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               f"llama-cpp-python=={version}", "-d", tmp, "--quiet"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if done.returncode != 0 or not sdists:
+            raise UserError(f"cannot fetch llama.cpp's converter (pip download llama-cpp-python=={version} "
+                            f"failed: {done.stderr.strip()[-200:]}); check PyPI access.")
+        partial = target.with_name(f"{version}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        with tarfile.open(sdists[0]) as archive:
+            for member in archive.getmembers():
+                rel = member.name.split("/vendor/llama.cpp/", 1)
+                if len(rel) == 2 and rel[1].startswith(_CONVERTER_PARTS) and member.isfile():
+                    member.name = rel[1]
+                    archive.extract(member, partial, filter="data")
+        partial.rename(target)
+    return target
+
+
+def convert_hf_to_gguf(hf_dir: Path, out_file: Path, outtype: str = "f16") -> Path:
+    """Convert an HF folder to a GGUF file with llama.cpp's converter.
+
+    Raises:
+        UserError: when the converter fails (its last error line is shown).
+    """
+    script = converter_dir() / "convert_hf_to_gguf.py"
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(script), str(hf_dir), "--outfile", str(out_file), "--outtype", outtype]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"})
+    if done.returncode != 0 or not out_file.is_file():
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"{hf_dir}: llama.cpp conversion failed: {last}")
+    return out_file
+
+
+def quantize_gguf(src: Path, dst: Path, quant: str, threads: int = 2) -> Path:
+    """Quantize an f16 GGUF to ``q8_0`` or ``q4_k_m`` with llama.cpp's ``llama_model_quantize``.
+
+    Raises:
+        UserError: for an unknown quant type or a failed quantization.
+    """
+    import llama_cpp
+
+    ftypes = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}
+    if quant not in ftypes:
+        raise UserError(f"--quant {quant}: choose one of {', '.join(QUANTS)}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftypes[quant]
+    params.nthread = threads
+    status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if status != 0 or not dst.is_file():
+        raise UserError(f"{src}: llama.cpp quantization to {quant} failed (status {status}).")
+    return dst
+
+
+def greedy_ids_transformers(hf_dir: Path, prompts: list[list[int]], n_tokens: int) -> list[list[int]]:
+    """Greedy continuation token ids of each prompt (token ids) with transformers in fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+    out = []
+    with torch.inference_mode():
+        for ids in prompts:
+            gen = model.generate(torch.tensor([ids]), max_new_tokens=n_tokens, do_sample=False,
+                                 temperature=None, top_p=None, top_k=None, repetition_penalty=1.0)
+            out.append(gen[0, len(ids):].tolist())
+    return out
+
+
+def greedy_ids_llamacpp(gguf_file: Path, prompts: list[list[int]], n_tokens: int, stop_ids: set[int]) -> list[list[int]]:
+    """Greedy continuation token ids of each prompt with llama.cpp (same prompt token ids as transformers)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf_file), n_ctx=1024, verbose=False, seed=0, n_threads=1)
+    out = []
+    for ids in prompts:
+        llm.reset()
+        tokens: list[int] = []
+        for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            tokens.append(int(token))
+            if token in stop_ids or len(tokens) >= n_tokens:
+                break
+        out.append(tokens)
+    return out
+
+
+def compare_greedy(hf_dir: Path, gguf_files: list[Path], questions: list[str], n_tokens: int = 32
+                   ) -> dict[str, dict[str, Any]]:
+    """Compare greedy answers of transformers (HF folder) and llama.cpp (each GGUF) on chat prompts.
+
+    Returns, per GGUF file name, per-prompt matching-prefix lengths, ``agreement`` (mean fraction of
+    matching tokens) and ``exact`` (every prompt identical over its first ``n_tokens``).
+    """
+    from medtune.models import load_tokenizer
+    from medtune.prompts import build_messages, render_messages
+
+    tokenizer = load_tokenizer(str(hf_dir))
+    prompts = [tokenizer(render_messages(build_messages(q), "chat-template", tokenizer),
+                         add_special_tokens=False)["input_ids"] for q in questions]
+    stop_ids = {tokenizer.eos_token_id} | set(getattr(tokenizer, "all_special_ids", []))
+    hf = [ids[:n_tokens] for ids in greedy_ids_transformers(hf_dir, prompts, n_tokens)]
+    results: dict[str, dict[str, Any]] = {}
+    for gguf_file in gguf_files:
+        ll = greedy_ids_llamacpp(gguf_file, prompts, n_tokens, stop_ids)
+        rows = []
+        for question, a, b in zip(questions, hf, ll, strict=True):
+            prefix = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            rows.append({"question": question, "matching_prefix": prefix, "tokens": max(len(a), len(b), 1),
+                         "identical": a == b, "transformers": tokenizer.decode(a), "llamacpp": tokenizer.decode(b)})
+        agreement = sum(r["matching_prefix"] / r["tokens"] for r in rows) / max(len(rows), 1)
+        results[gguf_file.name] = {"n_tokens": n_tokens, "agreement": round(agreement, 4),
+                                   "exact": all(r["identical"] for r in rows), "prompts": rows}
+    return results

@@ -1,0 +1,150 @@
+"""The Assistant: guard the question, build the prompt (system, history, optional retrieved passages),
+stream the answer from a backend, finalize it (dose warnings, disclaimer) and time it.
+
+Used by ``medtune ask``, ``medtune chat`` and the Streamlit UI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from medtune.inference.base import Backend, GenerationSettings, Message
+from medtune.inference.history import approximate_token_count, trim_history
+from medtune.inference.registry import load_backend
+
+if TYPE_CHECKING:
+    from medtune.guard import Guard, GuardDecision
+
+__all__ = ["Assistant", "AssistantEvent", "AssistantReply", "load_backend"]
+
+
+@dataclass
+class AssistantReply:
+    """One finished answer with its guard decision, timing and citations."""
+
+    text: str
+    raw_answer: str
+    decision: GuardDecision
+    dose_warnings: list[str]
+    seconds: float
+    first_token_seconds: float | None
+    tokens: int
+    citations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class AssistantEvent:
+    """A streamed piece (``token``) or the end of the answer (``final``, with the reply)."""
+
+    kind: Literal["token", "final"]
+    text: str
+    reply: AssistantReply | None = None
+
+
+def _passage_dict(passage: Any) -> dict[str, Any]:
+    """Turn a retrieved passage (dataclass, pydantic model or dict) into a plain dict."""
+    if dataclasses.is_dataclass(passage) and not isinstance(passage, type):
+        return dataclasses.asdict(passage)
+    if hasattr(passage, "model_dump"):
+        return dict(passage.model_dump())
+    return dict(passage) if isinstance(passage, dict) else dict(vars(passage))
+
+
+def _unguarded_decision(question: str) -> GuardDecision:
+    """The decision used when the guard is off: answer, with control strings removed."""
+    from medtune.guard import GuardDecision
+    from medtune.prompts import strip_control_strings
+
+    return GuardDecision(action="answer", category="ok", reason="guard disabled", response=None,
+                         sanitized_input=strip_control_strings(question), injection_detected=False)
+
+
+class Assistant:
+    """A guarded, streaming medical QA assistant on top of any :class:`Backend`."""
+
+    def __init__(self, backend: Backend, guard: Guard | None, settings: GenerationSettings | None = None,
+                 retriever: Any = None, top_k_passages: int = 4) -> None:
+        """Wrap ``backend``; ``guard`` None disables input checks and answer finalization."""
+        self.backend = backend
+        self.guard = guard
+        self.settings = settings or GenerationSettings()
+        self.retriever = retriever
+        self.top_k_passages = top_k_passages
+
+    def build_messages(self, question: str, history: list[Message],
+                       passages: list[Any] | None = None) -> list[Message]:
+        """System prompt (guard, plus retrieval instructions) + history + question, trimmed to the window."""
+        guard_prompt = self.guard.system_prompt if self.guard is not None else None
+        system: list[Message] = [{"role": "system", "content": guard_prompt}] if guard_prompt else []
+        turn: list[Message] = [{"role": "user", "content": question}]
+        if passages is not None:
+            from medtune.rag.grounding import build_grounded_messages
+
+            grounded = build_grounded_messages(question, passages, system_prompt=guard_prompt)
+            system = [m for m in grounded if m["role"] == "system"]
+            turn = [m for m in grounded if m["role"] != "system"]
+        past = [m for m in history if m["role"] in ("user", "assistant")]
+        messages = system + past + turn
+        window = self.backend.info().context_window or 2048
+        return trim_history(messages, self.backend.count_tokens, window - self.settings.max_new_tokens)
+
+    def _count_answer_tokens(self, answer: str) -> int:
+        """Tokens of the generated answer (backend tokenizer when it has one)."""
+        generated = getattr(self.backend, "last_generated_tokens", None)
+        if generated is not None:
+            return int(generated)
+        counter = getattr(self.backend, "count_text_tokens", None)
+        if counter is not None:
+            return int(counter(answer))
+        return max(0, approximate_token_count([{"role": "assistant", "content": answer}]) - 4)
+
+    def stream(self, question: str, history: list[Message]) -> Iterator[AssistantEvent]:
+        """Yield ``token`` events as the answer is generated, then one ``final`` event with the reply."""
+        start = time.perf_counter()
+        decision = self.guard.check_input(question) if self.guard is not None else _unguarded_decision(question)
+        if decision.action != "answer":
+            text = decision.response or ""
+            yield AssistantEvent("token", text)
+            reply = AssistantReply(text=text, raw_answer="", decision=decision, dose_warnings=[],
+                                   seconds=time.perf_counter() - start, first_token_seconds=None, tokens=0)
+            yield AssistantEvent("final", text, reply)
+            return
+        passages = None
+        if self.retriever is not None:
+            passages = list(self.retriever.retrieve(decision.sanitized_input, self.top_k_passages))
+        messages = self.build_messages(decision.sanitized_input, history, passages)
+        pieces: list[str] = []
+        first: float | None = None
+        for piece in self.backend.stream_chat(messages, self.settings):
+            if first is None:
+                first = time.perf_counter() - start
+            pieces.append(piece)
+            yield AssistantEvent("token", piece)
+        raw = "".join(pieces).strip()
+        text, warnings = raw, []
+        if self.guard is not None:
+            guarded = self.guard.finalize_answer(raw)
+            text, warnings = guarded.text, list(guarded.dose_warnings)
+        citations: list[dict[str, Any]] = []
+        if passages:
+            from medtune.rag.grounding import format_citations
+
+            text = f"{text}\n\n{format_citations(passages)}"
+            citations = [_passage_dict(p) for p in passages]
+        reply = AssistantReply(text=text, raw_answer=raw, decision=decision, dose_warnings=warnings,
+                               seconds=time.perf_counter() - start, first_token_seconds=first,
+                               tokens=self._count_answer_tokens(raw), citations=citations)
+        yield AssistantEvent("final", text, reply)
+
+    def ask(self, question: str, history: list[Message] | None = None) -> AssistantReply:
+        """Answer one question (no streaming) and return the reply."""
+        reply = None
+        for event in self.stream(question, history or []):
+            if event.kind == "final":
+                reply = event.reply
+        assert reply is not None
+        return reply

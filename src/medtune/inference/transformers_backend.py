@@ -1,0 +1,126 @@
+"""Local inference with transformers: HF folders, run folders (adapter applied), merged models, GGUF files."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from medtune.inference.base import GenerationSettings, Message, ModelInfo
+from medtune.inference.streaming import cut_at_stop
+
+
+def _prompt_style(model: str) -> str:
+    """Return the prompt style a run folder was trained with (``chat-template`` otherwise)."""
+    run_json = Path(model).expanduser() / "run.json"
+    if run_json.is_file():
+        return str(json.loads(run_json.read_text()).get("prompt_style") or "chat-template")
+    return "chat-template"
+
+
+def generate_kwargs(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:
+    """Map :class:`GenerationSettings` to ``model.generate`` keyword arguments (temperature 0 = greedy)."""
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "num_beams": settings.num_beams,
+        "repetition_penalty": settings.repetition_penalty,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if settings.temperature > 0:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if settings.stop:
+        kwargs.update(stop_strings=list(settings.stop), tokenizer=tokenizer)
+    return kwargs
+
+
+class TransformersBackend:
+    """A model loaded in-process with transformers (+ PEFT for run/adapter folders)."""
+
+    name = "transformers"
+
+    def __init__(self, model: str = "smollm2-135m-instruct", *, dtype: str = "auto",
+                 gguf_file: str | None = None, context_window: int | None = None,
+                 model_obj: Any = None, tokenizer: Any = None) -> None:
+        """Load ``model`` (alias, folder, run folder, .gguf); ``model_obj``/``tokenizer`` skip loading (tests)."""
+        from medtune.models import load_causal_lm, load_tokenizer
+
+        self.model_name = model
+        self.style = _prompt_style(model)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model, gguf_file)
+        self.model = model_obj if model_obj is not None else load_causal_lm(model, dtype=dtype, gguf_file=gguf_file)
+        self.model.eval()
+        self.last_generated_tokens: int | None = None
+        config = self.model.config
+        self._context = context_window or int(getattr(config, "max_position_embeddings", 2048) or 2048)
+
+    def info(self) -> ModelInfo:
+        """Describe the loaded model (parameters, base model, adapter, context window)."""
+        adapter = None
+        base = getattr(self.model.config, "_name_or_path", None)
+        if hasattr(self.model, "peft_config"):
+            adapter = self.model_name
+        return ModelInfo(backend=self.name, model=self.model_name,
+                         parameters=sum(p.numel() for p in self.model.parameters()),
+                         base_model=str(base) if base else None, adapter=adapter, context_window=self._context,
+                         extra={"prompt_style": self.style, "dtype": str(self.model.dtype)})
+
+    def render(self, messages: list[Message]) -> str:
+        """Render the conversation with the model's chat template (or the run's literal style)."""
+        from medtune.prompts import render_messages
+
+        return render_messages(messages, self.style, self.tokenizer, generation_prompt=True)
+
+    def _inputs(self, messages: list[Message]) -> Any:
+        """Tokenize the rendered prompt (special tokens come from the template, none added)."""
+        return self.tokenizer(self.render(messages), return_tensors="pt", add_special_tokens=False)
+
+    def stream_chat(self, messages: list[Message], settings: GenerationSettings) -> Iterator[str]:
+        """Generate in a thread and yield text as TextIteratorStreamer produces it (beams: one piece)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self._inputs(messages)
+        prompt_length = int(inputs["input_ids"].shape[1])
+        kwargs = generate_kwargs(settings, self.tokenizer)
+        self.last_generated_tokens = None
+        if settings.num_beams > 1:  # streamers do not support beam search
+            with torch.inference_mode():
+                output = self.model.generate(**inputs, **kwargs)
+            self.last_generated_tokens = int(output.shape[1]) - prompt_length
+            text = self.tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            yield from cut_at_stop([text], settings.stop)
+            return
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    output = self.model.generate(**inputs, **kwargs, streamer=streamer)
+                self.last_generated_tokens = int(output.shape[1]) - prompt_length
+            except BaseException as error:  # surfaced in the caller's thread
+                errors.append(error)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from cut_at_stop((piece for piece in streamer if piece), settings.stop)
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    def chat(self, messages: list[Message], settings: GenerationSettings) -> str:
+        """Return the whole answer."""
+        return "".join(self.stream_chat(messages, settings))
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Tokens of the rendered conversation including the assistant header."""
+        return int(self._inputs(messages)["input_ids"].shape[1])
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of a plain text."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -1,0 +1,35 @@
+"""Fixtures: a tiny random Llama saved as a model folder with the SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, hidden-64 Llama with the SmolLM2 tokenizer (ChatML template), saved to a folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from medtune.models import load_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model_dir: Path):
+    """A transformers backend on the tiny model (loaded once per session)."""
+    from medtune.inference.transformers_backend import TransformersBackend
+
+    return TransformersBackend(str(tiny_model_dir))
