@@ -7,8 +7,8 @@ from typing import Any
 
 def build_assistant(model: str, backend: str, url: str | None, temperature: float, max_new_tokens: int,
                     top_p: float, top_k: int, repetition_penalty: float, num_beams: int, stop: list[str],
-                    no_guard: bool, guard_config: str | None) -> Any:
-    """Load the backend and the guard and return an Assistant."""
+                    no_guard: bool, guard_config: str | None, rag: str | None = None) -> Any:
+    """Load the backend, the guard and (with ``rag``, an index name) a retriever; return an Assistant."""
     from medtune.inference.assistant import Assistant, load_backend
     from medtune.inference.base import GenerationSettings
 
@@ -24,7 +24,12 @@ def build_assistant(model: str, backend: str, url: str | None, temperature: floa
     settings = GenerationSettings(temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
                                   repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
                                   stop=list(stop))
-    return Assistant(load_backend(backend, model_name, **options), guard, settings)
+    retriever = None
+    if rag:
+        from medtune.rag import open_retriever
+
+        retriever = open_retriever(name=rag)
+    return Assistant(load_backend(backend, model_name, **options), guard, settings, retriever=retriever)
 
 
 def timing_line(reply: Any) -> str:

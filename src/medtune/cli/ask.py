@@ -23,12 +23,13 @@ def ask(
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable)."),
     no_guard: bool = typer.Option(False, "--no-guard", help="Disable the safety guard (not for users)."),
     guard_config: str = typer.Option(None, help="Guard YAML file."),
+    rag: str = typer.Option(None, "--rag", help="Ground answers in this retrieval index (see `medtune index build`)."),
 ) -> None:
     """Ask one question; the answer streams, then the disclaimer and the timing are shown."""
     from medtune.cli._assistant import build_assistant, timing_line
 
     assistant = build_assistant(model, backend, url, temperature, max_new_tokens, top_p, top_k,
-                                repetition_penalty, num_beams, stop, no_guard, guard_config)
+                                repetition_penalty, num_beams, stop, no_guard, guard_config, rag=rag)
     for event in assistant.stream(question, []):
         if event.kind == "token":
             console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)

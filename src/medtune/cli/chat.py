@@ -16,6 +16,7 @@ def chat(
     max_new_tokens: int = typer.Option(256, help="Answer length limit in tokens."),
     no_guard: bool = typer.Option(False, "--no-guard", help="Disable the safety guard (not for users)."),
     guard_config: str = typer.Option(None, help="Guard YAML file."),
+    rag: str = typer.Option(None, "--rag", help="Ground answers in this retrieval index (see `medtune index build`)."),
 ) -> None:
     """Chat in the terminal; history is kept (trimmed to the context window). /reset clears it, /exit quits."""
     from rich.prompt import Prompt
@@ -23,7 +24,7 @@ def chat(
     from medtune.cli._assistant import build_assistant, timing_line
 
     assistant = build_assistant(model, backend, url, temperature, max_new_tokens, 0.9, 40, 1.1, 1, [],
-                                no_guard, guard_config)
+                                no_guard, guard_config, rag=rag)
     console.print(f"[bold]medtune chat[/] · {assistant.backend.info().model} · /reset clears history, /exit quits")
     history: list[dict[str, str]] = []
     while True:
