@@ -1,0 +1,59 @@
+"""``medtune eval``: free-text metrics and multiple-choice benchmarks for a model or a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medtune.cli._console import console
+
+
+def eval_command(
+    model: str = typer.Argument(..., help="Alias, HF folder, .gguf file, or run folder (its adapter is applied)."),
+    tasks: str = typer.Option("medquad-test", "--tasks", help="Comma-separated: medquad-test, medicationqa, liveqa, "
+                              "medqa, medmcqa, pubmedqa, mmlu-medical."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="First N examples per task."),
+    shots: int = typer.Option(0, "--shots", min=0, help="Solved examples before each multiple-choice question."),
+    chat_template: bool = typer.Option(True, "--chat-template/--no-chat-template",
+                                       help="Wrap prompts in the model's chat template."),
+    data: Path | None = typer.Option(None, "--data", help="A `medtune prepare` output (for medquad-test) or the raw "
+                                     "dataset root (default MEDTUNE_DATA_DIR)."),
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default RUN/eval or MEDTUNE_HOME/evals/...)."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
+    num_beams: int = typer.Option(1, "--num-beams", min=1),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", min=0.0),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per generate call / options per forward."),
+) -> None:
+    """Evaluate a model: write results.json, report.md and report.html, and print the headline metrics."""
+    from rich.table import Table
+
+    from medtune.config import EvalConfig
+    from medtune.evaluate.runner import evaluate_model
+    from medtune.evaluate.tasks import parse_tasks
+
+    names = [t.name for t in parse_tasks(tasks)]
+    settings = EvalConfig(tasks=names, limit=limit, shots=shots, use_chat_template=chat_template,
+                          batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                          num_beams=num_beams, repetition_penalty=repetition_penalty)
+    results = evaluate_model(model, names, limit=limit, shots=shots, data_dir=data, settings=settings, out_dir=out)
+    table = Table(title=f"medtune eval {model}")
+    for column in ("task", "n", "metric", "value"):
+        table.add_column(column)
+    headline = ("acc", "acc_norm", "random_baseline", "rougeL", "bertscore_f1", "embedding_cosine", "word_overlap",
+                "unsupported_sentence_rate", "hit_token_limit", "tokens_per_s")
+    for name, data_ in results["tasks"].items():
+        for metric in headline:
+            if metric in data_["metrics"]:
+                value = data_["metrics"][metric]
+                stderr = data_["metrics"].get(f"{metric}_stderr")
+                table.add_row(name, str(data_["n"]), metric, f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr else ""))
+    console.print(table)
+    console.print(f"reports: {results['out_dir']}/report.html, report.md, results.json")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``medtune eval``."""
+    app.command("eval")(eval_command)

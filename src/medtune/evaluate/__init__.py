@@ -1,0 +1,1 @@
+"""Evaluation: free-text metrics, hallucination signals, multiple-choice benchmarks, reports (``medtune eval``)."""

@@ -1,0 +1,221 @@
+"""``evaluate_model``: load a model once, run each task, score it, and write results.json + reports.
+
+Per task the results keep the aggregate metrics *and* the per-example scores (so ``medtune compare`` can bootstrap
+paired differences), plus sample answers, timing and the random baseline of multiple-choice tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from medtune.config import EvalConfig
+from medtune.errors import UserError
+from medtune.evaluate.tasks import ChoiceExample, FreeTextExample, Task, parse_tasks
+from medtune.paths import data_dir as default_data_dir
+from medtune.paths import medtune_home
+
+SAMPLE_ROWS = 10
+
+
+def _progress() -> Any:
+    """A rich progress bar with ETA (on stderr)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+
+
+def model_size_bytes(model: str) -> int:
+    """Bytes of weight files on disk: the resolved model folder plus an adapter, if any."""
+    from medtune.models import adapter_base_model, adapter_dir, is_adapter_dir, resolve_model_path
+
+    path = Path(model).expanduser()
+    folders: list[Path] = []
+    if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
+        folders.append(adapter_dir(path))
+        path = Path(str(resolve_model_path(adapter_base_model(path))))
+    else:
+        path = Path(str(resolve_model_path(model)))
+    if path.is_dir():
+        folders.append(path)
+    return sum(f.stat().st_size for folder in folders for f in folder.iterdir()
+               if f.suffix in (".safetensors", ".bin", ".gguf", ".pt"))
+
+
+def _run_context(model: str) -> dict[str, Any]:
+    """Prompt style and system prompt from a run folder's run.json (defaults otherwise)."""
+    run_json = Path(model).expanduser() / "run.json"
+    info = json.loads(run_json.read_text()) if run_json.is_file() else {}
+    return {"run_dir": run_json.parent if info else None, "style": info.get("prompt_style") or "chat-template",
+            "system_prompt": info.get("system_prompt")}
+
+
+def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenizer: Any, settings: EvalConfig,
+               context: dict[str, Any], rag: Any, progress: Any) -> dict[str, Any]:
+    """Generate answers, score them, and summarise speed and limits."""
+    from medtune.evaluate.generation import build_prompt, generate_answers, stop_token_ids
+    from medtune.evaluate.metrics import compute_free_text_scores
+
+    questions = [e.question for e in examples]
+    if rag is not None:
+        questions = [_with_passages(q, rag) for q in questions]
+    prompts = [build_prompt(q, tokenizer, chat_template=settings.use_chat_template, style=context["style"],
+                            system_prompt=context["system_prompt"]) for q in questions]
+    bar = progress.add_task(f"{task.name}: generating", total=len(prompts))
+    began = time.perf_counter()
+    gens = generate_answers(model, tokenizer, prompts, settings,
+                            stop_ids=stop_token_ids(tokenizer, context["style"] if settings.use_chat_template
+                                                    else "chat-template"),
+                            on_batch=lambda n: progress.advance(bar, n))
+    seconds = time.perf_counter() - began
+    answers = [g.text for g in gens]
+    scores = compute_free_text_scores(answers, [e.reference for e in examples],
+                                      bertscore_model=settings.bertscore_model)
+    per = scores.per_example
+    per["hit_token_limit"] = [float(g.hit_limit) for g in gens]
+    per["latency_s"] = [g.seconds for g in gens]
+    per["new_tokens"] = [float(g.new_tokens) for g in gens]
+    metrics = scores.means()
+    metrics["tokens_per_s"] = sum(g.new_tokens for g in gens) / seconds if seconds else 0.0
+    return {
+        "kind": task.kind, "n": len(examples), "metrics": metrics, "per_example": per, "notes": scores.notes,
+        "ids": [e.id for e in examples], "seconds": seconds,
+        "samples": [{"id": e.id, "question": e.question, "reference": e.reference, "answer": a}
+                    for e, a in zip(examples, answers, strict=True)],
+    }
+
+
+def _with_passages(question: str, rag: Any, k: int = 3) -> str:
+    """Prefix a question with retrieved passages (``rag.retrieve(question, k)``)."""
+    passages = rag.retrieve(question, k)
+    context = "\n".join(f"[{n + 1}] {getattr(p, 'text', p)}" for n, p in enumerate(passages))
+    return f"Use these passages if relevant:\n{context}\n\nQuestion: {question}"
+
+
+def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, tokenizer: Any, settings: EvalConfig,
+                     shots: int, root: Path, context: dict[str, Any], progress: Any) -> dict[str, Any]:
+    """Score every option by log-likelihood; acc, acc_norm, their standard errors and the random baseline."""
+    from medtune.evaluate.generation import build_prompt
+    from medtune.evaluate.multiple_choice import (
+        ChoiceRequest,
+        choose,
+        mean_stderr,
+        sample_shots,
+        score_requests,
+    )
+
+    pool = task.shots_loader(root) if (shots and task.shots_loader) else (task.load(root, context) if shots else [])
+    requests = []
+    for example in examples:
+        text = task.mc_prompt(example, sample_shots(pool, shots, example.id))
+        continuations = task.continuations(example)
+        if settings.use_chat_template:
+            text = build_prompt(text, tokenizer, chat_template=True, style=context["style"],
+                                system_prompt=context["system_prompt"])
+            continuations = [c.lstrip(" ") for c in continuations]
+        requests.append(ChoiceRequest(text, continuations, list(example.choices)))
+    bar = progress.add_task(f"{task.name}: scoring", total=len(requests))
+    began = time.perf_counter()
+    scores = score_requests(model, tokenizer, requests, settings.batch_size, lambda n: progress.advance(bar, n))
+    seconds = time.perf_counter() - began
+    acc, acc_norm, picked = [], [], []
+    for example, request, option_scores in zip(examples, requests, scores, strict=True):
+        best, norm = choose(option_scores, request.choice_texts)
+        acc.append(float(best == example.gold))
+        acc_norm.append(float(norm == example.gold))
+        picked.append(best)
+    n = len(examples)
+    metrics = {"acc": sum(acc) / n, "acc_stderr": mean_stderr(acc), "acc_norm": sum(acc_norm) / n,
+               "acc_norm_stderr": mean_stderr(acc_norm), "random_baseline": task.random_baseline or 0.0}
+    return {
+        "kind": task.kind, "n": n, "metrics": metrics, "per_example": {"acc": acc, "acc_norm": acc_norm},
+        "ids": [e.id for e in examples], "seconds": seconds, "notes": [], "shots": shots,
+        "samples": [{"id": e.id, "question": e.query[-300:], "reference": e.choices[e.gold],
+                     "answer": e.choices[p], "scores": s} for e, p, s in list(zip(examples, picked, scores, strict=True))],
+    }
+
+
+def default_out_dir(model: str, context: dict[str, Any]) -> Path:
+    """RUN/eval for a run folder, else MEDTUNE_HOME/evals/<model>-<time>."""
+    if context["run_dir"] is not None:
+        return Path(context["run_dir"]) / "eval"
+    stem = Path(model.rstrip("/")).name.replace(".", "_") or "model"
+    return medtune_home() / "evals" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, shots: int = 0,
+                   data_dir: str | Path | None = None, settings: EvalConfig | None = None,
+                   out_dir: Path | None = None, rag: Any = None, loaded: tuple[Any, Any] | None = None) -> dict:
+    """Evaluate ``model`` (alias, folder, GGUF or run folder) on ``tasks``; write reports; return results.json.
+
+    Args:
+        model: anything :func:`medtune.models.load_causal_lm` accepts.
+        tasks: registry names (``medtune.evaluate.tasks.TASKS``).
+        limit: first N examples per task (default ``settings.limit``).
+        shots: k solved examples before each multiple-choice question (default ``settings.shots``).
+        data_dir: raw dataset root, or a ``medtune prepare`` output (then used by ``medquad-test``).
+        settings: decoding and batching (``EvalConfig``).
+        out_dir: report folder (default RUN/eval or MEDTUNE_HOME/evals/<model>-<time>).
+        rag: optional retriever; free-text questions get its passages.
+        loaded: an already loaded ``(model, tokenizer)`` pair (tests, callers that hold one).
+    """
+    from medtune.evaluate.report import write_reports
+
+    settings = settings or EvalConfig()
+    chosen = parse_tasks(tasks)
+    limit = limit if limit is not None else settings.limit
+    shots = shots or settings.shots
+    context = _run_context(model)
+    given = Path(data_dir).expanduser() if data_dir is not None else None
+    context["data_dir"] = given
+    from medtune.evaluate.tasks.free_text_sets import is_prepared_dir
+
+    root = given if given is not None and not is_prepared_dir(given) else default_data_dir()
+    task_examples = {t.name: t.load(root, context)[:limit] if limit else t.load(root, context) for t in chosen}
+    if loaded is None:
+        from medtune.models import BUILTIN_MODELS, load_causal_lm, load_tokenizer
+
+        if not Path(model).expanduser().exists() and model not in BUILTIN_MODELS and "/" not in model:
+            raise UserError(f"unknown model '{model}'; give an alias ({', '.join(BUILTIN_MODELS)}), an HF folder, "
+                            "a .gguf file, a run folder, or a hub id (org/name).")
+
+        tokenizer = load_tokenizer(model)
+        lm = load_causal_lm(model)
+        size = model_size_bytes(model)
+    else:
+        lm, tokenizer = loaded
+        size = None
+    lm.eval()
+    results: dict[str, Any] = {
+        "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
+        "limit": limit, "shots": shots, "rag": rag is not None, "tasks": {},
+        "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
+    }
+    with _progress() as progress:
+        for task in chosen:
+            examples = task_examples[task.name]
+            if not examples:
+                raise UserError(f"task {task.name}: no examples loaded from {root}; check the data folder.")
+            if task.kind == "free_text":
+                results["tasks"][task.name] = _free_text(task, examples, lm, tokenizer, settings, context, rag,
+                                                         progress)
+            else:
+                results["tasks"][task.name] = _multiple_choice(task, examples, lm, tokenizer, settings, shots, root,
+                                                               context, progress)
+    results["model_info"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = Path(out_dir) if out_dir is not None else default_out_dir(model, context)
+    results["out_dir"] = str(out)
+    write_reports(results, out)
+    return results

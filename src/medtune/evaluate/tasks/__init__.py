@@ -1,0 +1,48 @@
+"""Registry of evaluation tasks: one :class:`Task` per name, looked up with :func:`get_task`."""
+
+from __future__ import annotations
+
+from medtune.errors import UserError
+from medtune.evaluate.tasks.base import ChoiceExample, FreeTextExample, Task
+from medtune.evaluate.tasks.free_text_sets import load_liveqa, load_medicationqa, load_medquad_test
+from medtune.evaluate.tasks.multiple_choice_sets import (
+    LETTERS,
+    load_medmcqa,
+    load_medqa,
+    load_mmlu_medical,
+    load_mmlu_medical_dev,
+    load_pubmedqa,
+)
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task("medquad-test", "free_text", load_medquad_test, "held-out test split of a `medtune prepare` output"),
+        Task("medicationqa", "free_text", load_medicationqa, "MedicationQA (MedInfo 2019), 690 drug questions"),
+        Task("liveqa", "free_text", load_liveqa, "TREC-2017 LiveQA-Med test, 104 consumer questions"),
+        Task("medqa", "multiple_choice", load_medqa, "MedQA-USMLE 4-option test, 1,273", choice_labels=LETTERS),
+        Task("medmcqa", "multiple_choice", load_medmcqa, "MedMCQA dev, 4,183", choice_labels=LETTERS),
+        Task("pubmedqa", "multiple_choice", load_pubmedqa, "PubMedQA PQA-L official test, 500 (yes/no/maybe)",
+             n_choices=3),
+        Task("mmlu-medical", "multiple_choice", load_mmlu_medical, "MMLU 6 medical subjects test, 1,089",
+             shots_loader=load_mmlu_medical_dev, choice_labels=LETTERS),
+    )
+}
+
+__all__ = ["TASKS", "ChoiceExample", "FreeTextExample", "Task", "get_task", "parse_tasks"]
+
+
+def get_task(name: str) -> Task:
+    """Return the registered task ``name``; UserError listing the valid names otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UserError(f"unknown task '{name}'; valid tasks: {', '.join(TASKS)}") from None
+
+
+def parse_tasks(spec: str | list[str]) -> list[Task]:
+    """Parse ``t1,t2`` (or a list) into tasks, rejecting unknown names."""
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    if not names:
+        raise UserError(f"--tasks is empty; valid tasks: {', '.join(TASKS)}")
+    return [get_task(n) for n in names]

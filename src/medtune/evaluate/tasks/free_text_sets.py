@@ -1,0 +1,107 @@
+"""Loaders of the free-text tasks: the prepared MedQuAD test split, MedicationQA (xlsx), TREC-2017 LiveQA-Med."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from medtune.errors import UserError
+from medtune.evaluate.tasks.base import FreeTextExample, require_file
+
+
+def is_prepared_dir(path: Path) -> bool:
+    """True when ``path`` is a ``medtune prepare`` output (test.jsonl or a saved DatasetDict)."""
+    return (path / "test.jsonl").is_file() or (path / "dataset" / "test").is_dir()
+
+
+def find_prepared_dir(context: dict[str, Any]) -> Path:
+    """The prepared folder for ``medquad-test``: ``--data`` when it is one, else the run's ``prepared_dir``."""
+    data = context.get("data_dir")
+    if data is not None and is_prepared_dir(Path(data)):
+        return Path(data)
+    run = context.get("run_dir")
+    if run is not None and (Path(run) / "run.json").is_file():
+        prepared = json.loads((Path(run) / "run.json").read_text()).get("prepared_dir")
+        if prepared and is_prepared_dir(Path(prepared)):
+            return Path(prepared)
+    raise UserError("task medquad-test needs a prepared data folder: pass --data DIR (a `medtune prepare` output "
+                    "with test.jsonl) or evaluate a run folder whose run.json names its prepared_dir.")
+
+
+def load_medquad_test(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
+    """The prepared test split (``OUT/test.jsonl``, else ``OUT/dataset`` test) as question/reference pairs."""
+    folder = find_prepared_dir(context)
+    if (folder / "test.jsonl").is_file():
+        with (folder / "test.jsonl").open(encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+    else:
+        from datasets import load_from_disk
+
+        rows = list(load_from_disk(str(folder / "dataset"))["test"])
+    examples = []
+    for number, row in enumerate(rows):
+        if "question" not in row or "answer" not in row:
+            raise UserError(f"{folder}/test.jsonl row {number + 1}: needs `question` and `answer`; re-run prepare.")
+        examples.append(FreeTextExample(
+            id=str(row.get("id") or number), question=row["question"], reference=row["answer"],
+            meta={k: row.get(k) for k in ("source", "focus_area", "question_type") if row.get(k)},
+        ))
+    return examples
+
+
+def load_medicationqa(root: Path, context: dict[str, Any] | None = None) -> list[FreeTextExample]:
+    """MedicationQA (MedInfo 2019) xlsx: 690 consumer medication questions with answers."""
+    from openpyxl import load_workbook
+
+    path = require_file(root / "medicationqa" / "MedInfo2019-QA-Medications.xlsx", "medicationqa",
+                        "put MedInfo2019-QA-Medications.xlsx there (see medicationqa/SOURCE.md).")
+    sheet = load_workbook(path, read_only=True).worksheets[0]
+    rows = sheet.iter_rows(values_only=True)
+    header = [str(cell).strip() if cell is not None else "" for cell in next(rows)]
+    if "Question" not in header or "Answer" not in header:
+        raise UserError(f"{path}: expected columns Question and Answer, found {header}.")
+    q_col, a_col = header.index("Question"), header.index("Answer")
+    focus_col = header.index("Focus (Drug)") if "Focus (Drug)" in header else None
+    examples = []
+    for number, row in enumerate(rows):
+        question, answer = row[q_col], row[a_col]
+        if not question or not answer or not str(question).strip() or not str(answer).strip():
+            continue
+        meta = {"focus": row[focus_col]} if focus_col is not None else {}
+        examples.append(FreeTextExample(id=f"medicationqa-{number}", question=str(question).strip(),
+                                        reference=str(answer).strip(), meta=meta))
+    return examples
+
+
+def _text(element: ET.Element | None) -> str:
+    """Whitespace-normalised text of an XML element ('' when absent)."""
+    return re.sub(r"\s+", " ", "".join(element.itertext())).strip() if element is not None else ""
+
+
+def parse_liveqa(path: Path) -> list[FreeTextExample]:
+    """Parse TREC-2017 LiveQA-Med test XML; reference answers are ``ReferenceAnswer`` or ``RefAnswer`` elements.
+
+    The question is the NIST paraphrase (the original is noisy); the reference is the first answer, all answers
+    are kept in ``meta["references"]``.
+    """
+    root = ET.parse(path).getroot()
+    examples = []
+    for node in root.iter("NLM-QUESTION"):
+        answers = [_text(ref.find("ANSWER")) for ref in node.iter() if ref.tag in ("ReferenceAnswer", "RefAnswer")]
+        answers = [a for a in answers if a]
+        question = _text(node.find("NIST-PARAPHRASE")) or _text(node.find("Original-Question/MESSAGE"))
+        if not answers or not question:
+            continue
+        examples.append(FreeTextExample(id=str(node.get("qid")), question=question, reference=answers[0],
+                                        meta={"references": answers}))
+    return examples
+
+
+def load_liveqa(root: Path, context: dict[str, Any] | None = None) -> list[FreeTextExample]:
+    """TREC-2017 LiveQA-Med test questions (104) with reference answers."""
+    path = require_file(root / "liveqa_trec2017_medical" / "TREC-2017-LiveQA-Medical-Test.xml", "liveqa",
+                        "put the TREC-2017 LiveQA-Med test XML there (see liveqa_trec2017_medical/SOURCE.md).")
+    return parse_liveqa(path)

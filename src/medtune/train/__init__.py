@@ -1,0 +1,1 @@
+"""Training: memory planning, LoRA/QLoRA supervised fine-tuning (TRL + PEFT), merging and ablations."""

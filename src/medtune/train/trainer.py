@@ -1,0 +1,325 @@
+"""``medtune train``: LoRA / QLoRA supervised fine-tuning of a recipe with TRL's SFTTrainer and PEFT.
+
+One call of :func:`train_recipe` creates (or resumes) a run folder (layout in :mod:`medtune.runs`),
+trains on the recipe's prepared data with the loss on answer tokens only, and writes adapter, tokenizer,
+chat template, metrics.jsonl, summary.json and loss_curve.png.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medtune.config import Recipe
+from medtune.errors import UserError
+from medtune.runs import RunDir, list_runs, new_run_dir
+
+CHECKPOINTS = "checkpoints"
+
+
+def resolve_optimizer(name: str, cuda: bool) -> str:
+    """``auto`` -> adamw_torch on CPU, adamw_8bit on CUDA; 8-bit/paged optimizers are refused on CPU."""
+    if name == "auto":
+        return "adamw_8bit" if cuda else "adamw_torch"
+    if not cuda and ("8bit" in name or name.startswith("paged_")):
+        raise UserError(
+            f"train.optimizer: {name} needs a CUDA GPU (bitsandbytes); "
+            "set `optimizer: auto` or `adamw_torch` in the recipe."
+        )
+    return name
+
+
+def data_hash(recipe: Recipe) -> str:
+    """Short hash of the data section plus the model (the prompt text depends on its tokenizer)."""
+    payload = json.dumps(
+        {"data": recipe.data.model_dump(mode="json"), "model": recipe.model.name}, sort_keys=True
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def prepared_dir_for(recipe: Recipe) -> Path:
+    """Where ``medtune train`` keeps the recipe's prepared data: ``MEDTUNE_HOME/prepared/<name>-<hash>``."""
+    from medtune.paths import medtune_home
+
+    return medtune_home() / "prepared" / f"{recipe.name}-{data_hash(recipe)}"
+
+
+def ensure_prepared(recipe: Recipe) -> Path:
+    """Return the recipe's prepared data folder; runs ``prepare`` once when ``data.prepared`` is unset."""
+    if recipe.data.prepared:
+        path = Path(recipe.data.prepared).expanduser()
+        if not (path / "manifest.json").is_file():
+            raise UserError(
+                f"data.prepared: {path} is not a `medtune prepare` output (no manifest.json); "
+                "run `medtune prepare` or remove the key."
+            )
+        return path
+    out = prepared_dir_for(recipe)
+    if (out / "manifest.json").is_file():
+        return out
+    if not recipe.data.sources:
+        raise UserError(
+            f"recipe {recipe.name}: data.sources is empty and data.prepared is not set; add a source."
+        )
+    from medtune.data.pipeline import prepare
+
+    prepare(recipe.data, out, recipe.model.name)
+    return out
+
+
+def load_splits(prepared: Path) -> tuple[Any, Any | None]:
+    """Return ``(train, validation)`` datasets of a prepared folder."""
+    from medtune.data.prepared import load_prepared
+
+    splits = load_prepared(prepared)
+    validation = splits["validation"] if "validation" in splits and len(splits["validation"]) else None
+    return splits["train"], validation
+
+
+def find_resumable_run(recipe_name: str) -> RunDir | None:
+    """The newest run folder of ``recipe_name`` that holds a checkpoint."""
+    for run in list_runs():
+        if run.info().get("recipe") == recipe_name and any((run.root / CHECKPOINTS).glob("checkpoint-*")):
+            return run
+    return None
+
+
+def build_sft_config(
+    recipe: Recipe, out_dir: Path, *, max_steps: int | None, has_eval: bool, cuda: bool
+) -> Any:
+    """Translate the recipe's train/model sections into TRL's ``SFTConfig``."""
+    from trl import SFTConfig
+
+    train = recipe.train
+    steps = max_steps if max_steps is not None else train.max_steps
+    eval_strategy = "no" if not has_eval else ("steps" if train.eval_steps else "epoch")
+    warmup: float = train.warmup_steps if train.warmup_steps else train.warmup_ratio
+    dtype = recipe.model.dtype
+    half = cuda and dtype != "float32"
+    from medtune.models import select_dtype
+
+    torch_dtype = str(select_dtype(dtype)).removeprefix("torch.")
+    return SFTConfig(
+        output_dir=str(out_dir),
+        num_train_epochs=train.epochs,
+        max_steps=steps,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=warmup,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        optim=resolve_optimizer(train.optimizer, cuda),
+        gradient_checkpointing=train.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
+        bf16=half and torch_dtype == "bfloat16",
+        fp16=half and torch_dtype == "float16",
+        logging_steps=train.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=train.eval_steps,
+        save_strategy="steps" if train.save_steps else "epoch",
+        save_steps=train.save_steps or 500,
+        save_total_limit=train.save_total_limit,
+        seed=train.seed,
+        data_seed=train.seed,
+        max_length=recipe.model.max_seq_length,
+        packing=train.packing,
+        packing_strategy="bfd",
+        padding_free=train.packing,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
+    """Load base model + tokenizer, prepare a quantized base for k-bit training and wrap it with LoRA."""
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from medtune.models import load_causal_lm, load_tokenizer, require_cuda_for
+    from medtune.train.lora import peft_lora_config
+
+    require_cuda_for(recipe.model.quantization)
+    tokenizer = load_tokenizer(recipe.model.name, recipe.model.gguf_file)
+    model = load_causal_lm(
+        recipe.model.name,
+        dtype=recipe.model.dtype,
+        quantization=recipe.model.quantization,
+        gguf_file=recipe.model.gguf_file,
+        attn_implementation=recipe.model.attn_implementation,
+        apply_adapter=False,
+    )
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    if recipe.model.quantization != "none":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=recipe.train.gradient_checkpointing
+        )
+    model.config.use_cache = False
+    torch.manual_seed(recipe.train.seed)
+    return get_peft_model(model, peft_lora_config(recipe.lora)), tokenizer
+
+
+def _write_run_files(run: RunDir, recipe: Recipe, tokenizer: Any, prepared: Path | None) -> None:
+    """Write recipe.yaml, chat_template.jinja, data_manifest.json and the initial run.json."""
+    run.recipe.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    template = getattr(tokenizer, "chat_template", None)
+    if template:
+        run.chat_template.write_text(template if isinstance(template, str) else json.dumps(template))
+    manifest: dict[str, Any] = {}
+    if prepared is not None and (prepared / "manifest.json").is_file():
+        shutil.copy(prepared / "manifest.json", run.data_manifest)
+        manifest = json.loads(run.data_manifest.read_text())
+    info = {
+        "base_model": recipe.model.name,
+        "gguf_file": recipe.model.gguf_file,
+        "recipe": recipe.name,
+        "prompt_style": manifest.get("prompt_style", recipe.data.prompt_style),
+        "system_prompt": manifest.get("system_prompt", recipe.data.system_prompt),
+        "prepared_dir": str(prepared) if prepared else None,
+        "quantization": recipe.model.quantization,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "status": "running",
+    }
+    update_run_info(run, info)
+
+
+def update_run_info(run: RunDir, values: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``values`` into run.json and return the result."""
+    info = {**run.info(), **values}
+    run.run_json.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _shared_run_dir(state: Any, recipe: Recipe, tokenizer: Any, prepared: Path | None) -> RunDir:
+    """Create the run folder on the main process and share its path with the other processes."""
+    root = None
+    if state.is_main_process:
+        run = new_run_dir(recipe.train.run_name or recipe.name)
+        _write_run_files(run, recipe, tokenizer, prepared)
+        root = str(run.root)
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        root = broadcast_object_list([root])[0]
+    return RunDir(Path(str(root)))
+
+
+def train_recipe(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    splits: tuple[Any, Any | None] | None = None,
+) -> RunDir:
+    """Train ``recipe``; ``splits`` (train, validation) of prompt/completion rows bypasses prepared data.
+
+    Returns the run folder. ``resume`` continues the newest run of this recipe from its last checkpoint.
+    """
+    import torch
+    from trl import SFTTrainer
+
+    from medtune.prompts import end_of_turn_token
+    from medtune.train.callbacks import EpochEvalCallback, MetricsCallback, RichProgressCallback
+    from medtune.train.dataset import tokenize_split
+    from medtune.train.summary import peak_memory_bytes, plot_loss_curve, read_metrics, summarize
+
+    cuda = torch.cuda.is_available()
+    resolve_optimizer(recipe.train.optimizer, cuda)
+    from medtune.models import require_cuda_for
+
+    require_cuda_for(recipe.model.quantization)
+    run = find_resumable_run(recipe.name) if resume else None
+    if resume and run is None:
+        raise UserError(
+            f"--resume: no run of recipe '{recipe.name}' has a checkpoint yet; train without --resume."
+        )
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not cuda)  # one process, or each process of torchrun / accelerate launch
+    prepared = None
+    if splits is None:
+        with state.main_process_first():
+            prepared = ensure_prepared(recipe)
+        splits = load_splits(prepared)
+    model, tokenizer = load_model_for_training(recipe)
+    if run is None:
+        run = _shared_run_dir(state, recipe, tokenizer, prepared)
+    end_token = end_of_turn_token(tokenizer, run.info().get("prompt_style") or recipe.data.prompt_style)
+    train_raw, val_raw = splits
+    train_ds, stats = tokenize_split(
+        train_raw, tokenizer, recipe.model.max_seq_length, recipe.train.completion_only_loss, end_token
+    )
+    if stats.kept == 0:
+        raise UserError(
+            f"recipe {recipe.name}: every training row is longer than model.max_seq_length="
+            f"{recipe.model.max_seq_length}; raise it or lower data.max_answer_chars."
+        )
+    val_ds = None
+    if val_raw is not None:
+        if recipe.train.max_eval_samples and len(val_raw) > recipe.train.max_eval_samples:
+            val_raw = val_raw.select(range(recipe.train.max_eval_samples))
+        val_ds, _ = tokenize_split(
+            val_raw, tokenizer, recipe.model.max_seq_length, recipe.train.completion_only_loss, end_token
+        )
+        val_ds = val_ds if len(val_ds) else None
+    args = build_sft_config(
+        recipe, run.root / CHECKPOINTS, max_steps=max_steps, has_eval=val_ds is not None, cuda=cuda
+    )
+    callbacks: list[Any] = [MetricsCallback(run.metrics), RichProgressCallback()]
+    if val_ds is not None and recipe.train.eval_steps:
+        callbacks.append(EpochEvalCallback())
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if state.is_main_process:
+        update_run_info(run, {"status": "running", "trainable_params": trainable})
+    start = time.perf_counter()
+    try:
+        output = trainer.train(resume_from_checkpoint=True if resume else None)
+    except BaseException:
+        if state.is_main_process:
+            update_run_info(run, {"status": "failed"})
+        raise
+    seconds = time.perf_counter() - start
+    if trainer.is_world_process_zero():
+        model.save_pretrained(run.adapter)
+        tokenizer.save_pretrained(run.tokenizer)
+        records = read_metrics(run.metrics)
+        summary = summarize(
+            records,
+            steps=trainer.state.global_step,
+            seconds=seconds,
+            tokens=int(trainer.state.num_input_tokens_seen),
+            peak_memory_bytes=peak_memory_bytes(),
+            extra={
+                "train_runtime": output.metrics.get("train_runtime"),
+                "trainable_params": trainable,
+                "train_rows": stats.rows,
+                "train_kept": stats.kept,
+                "dropped": stats.dropped,
+                "answer_tokens": stats.label_tokens,
+                "resumed": resume,
+                "processes": state.num_processes,
+            },
+        )
+        run.summary.write_text(json.dumps(summary, indent=2))
+        plot_loss_curve(records, run.loss_curve, title=f"{recipe.name} ({recipe.model.name})")
+        update_run_info(run, {"status": "completed", "steps": trainer.state.global_step})
+    return run

@@ -1,0 +1,204 @@
+"""End-to-end evaluation with a tiny random Llama: reports, a rigged model scoring 100%, run folders, compare, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medtune.config import EvalConfig
+from medtune.errors import UserError
+from medtune.evaluate.compare import compare_results, load_results, paired_bootstrap, write_comparison
+from medtune.evaluate.runner import evaluate_model
+from medtune.evaluate.tasks import TASKS
+
+FAST = EvalConfig(max_new_tokens=6, batch_size=8)
+
+
+class RiggedLM:
+    """Wraps a causal LM so that the gold option of every known question gets near-certain logits.
+
+    It handles both scoring paths: whole ``context + option`` rows, and the shared-prefix path (a context pass,
+    then an option pass on the repeated KV cache).
+    """
+
+    def __init__(self, model: Any, gold: dict[tuple[int, ...], tuple[int, ...]]) -> None:
+        self.model, self.gold, self.pending = model, gold, []  # gold: context tokens -> gold continuation tokens
+        self.full = {ctx + cont for ctx, cont in gold.items()}
+
+    def parameters(self) -> Any:
+        return self.model.parameters()
+
+    def eval(self) -> RiggedLM:
+        self.model.eval()
+        return self
+
+    def get_base_model(self) -> Any:
+        return self.model
+
+    def __call__(self, input_ids: Any, attention_mask: Any, logits_to_keep: int = 0, **kwargs: Any) -> Any:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep, **kwargs)
+        logits = out.logits.clone()
+        rows, width, kept = input_ids.shape[0], input_ids.shape[1], logits.shape[1]
+        if kwargs.get("cache") is None and kwargs.get("past_key_values") is None:
+            self.pending = []
+            for row in range(rows):
+                tokens = tuple(int(t) for t, m in zip(input_ids[row], attention_mask[row], strict=True) if m)
+                if tokens in self.full:  # whole-sequence path: predict every next token of the gold row
+                    for pos in range(width - kept, width - 1):
+                        logits[row, pos - (width - kept), int(input_ids[row, pos + 1])] = 1e4
+                cont = self.gold.get(tokens)
+                self.pending.append(cont)
+                if cont is not None:  # context pass: the first gold token follows the context
+                    logits[row, -1, cont[0]] = 1e4
+        else:
+            per_question = rows // len(self.pending)
+            for row in range(rows):
+                cont = self.pending[row // per_question]
+                tokens = tuple(int(t) for t, m in zip(input_ids[row], attention_mask[row, -width:], strict=True) if m)
+                if cont is not None and tokens == cont:
+                    for pos in range(len(cont) - 1):
+                        logits[row, pos, cont[pos + 1]] = 1e4
+        out.logits = logits
+        return out
+
+
+def _gold_sequences(task_name: str, tokenizer: Any, data: Path, limit: int) -> dict[tuple[int, ...], tuple[int, ...]]:
+    from medtune.evaluate.multiple_choice import encode_pair
+
+    task = TASKS[task_name]
+    gold = {}
+    for example in task.load(data, {})[:limit]:
+        ctx, cont = encode_pair(tokenizer, task.mc_prompt(example), task.continuations(example)[example.gold])
+        gold[tuple(ctx)] = tuple(cont)
+    return gold
+
+
+@pytest.mark.slow
+def test_rigged_model_scores_100_percent(tiny_loaded: tuple[Any, Any], shared_data: Path, tmp_path: Path) -> None:
+    model, tokenizer = tiny_loaded
+    gold: dict[tuple[int, ...], tuple[int, ...]] = {}
+    for name in ("medqa", "medmcqa", "pubmedqa"):
+        gold |= _gold_sequences(name, tokenizer, shared_data, 6)
+    settings = FAST.model_copy(update={"use_chat_template": False})
+    rigged = evaluate_model("rigged", ["medqa", "medmcqa", "pubmedqa"], limit=6, settings=settings,
+                            out_dir=tmp_path / "rigged", loaded=(RiggedLM(model, gold), tokenizer))
+    for name in ("medqa", "medmcqa", "pubmedqa"):
+        assert rigged["tasks"][name]["metrics"]["acc"] == 1.0
+        assert rigged["tasks"][name]["metrics"]["acc_norm"] == 1.0
+        assert rigged["tasks"][name]["metrics"]["acc_stderr"] == 0.0
+    plain = evaluate_model("plain", ["medqa", "medmcqa", "pubmedqa"], limit=6, settings=settings,
+                           out_dir=tmp_path / "plain", loaded=(model, tokenizer))
+    assert min(plain["tasks"][n]["metrics"]["acc"] for n in ("medqa", "medmcqa", "pubmedqa")) < 1.0
+    # paired bootstrap: the rigged model is better on every question of medqa it was not already right on
+    diffs = compare_results([load_results(tmp_path / "plain"), load_results(tmp_path / "rigged")], resamples=500)
+    acc = next(d for d in diffs if d.task == "medqa" and d.metric == "acc")
+    assert acc.diff == pytest.approx(1.0 - plain["tasks"]["medqa"]["metrics"]["acc"])
+    assert acc.ci_low <= acc.diff <= acc.ci_high
+
+
+def test_batched_scores_match_one_by_one(tiny_loaded: tuple[Any, Any]) -> None:
+    from medtune.evaluate.multiple_choice import ChoiceRequest, score_requests
+
+    model, tokenizer = tiny_loaded
+    requests = [ChoiceRequest("Question: which is a fruit?\nAnswer:", [" apple", " a big red car", " no"],
+                              ["apple", "a big red car", "no"]),
+                ChoiceRequest("Q: 2+2?\nAnswer:", [" 4", " five hundred"], ["4", "five hundred"])]
+    together = score_requests(model, tokenizer, requests, batch_size=8)
+    whole = score_requests(model, tokenizer, requests, batch_size=8, share_prefix=False)
+    alone = [score_requests(model, tokenizer, [r], batch_size=1, share_prefix=False)[0] for r in requests]
+    for a, b, c in zip(together, whole, alone, strict=True):
+        assert a == pytest.approx(b, abs=1e-3) and b == pytest.approx(c, abs=1e-3)
+    assert len(together[0]) == 3 and together[0][0] != together[0][1]
+
+
+def test_rigged_model_whole_sequence_path(tiny_loaded: tuple[Any, Any], shared_data: Path) -> None:
+    from medtune.evaluate.multiple_choice import ChoiceRequest, choose, score_requests
+
+    model, tokenizer = tiny_loaded
+    task = TASKS["medqa"]
+    examples = task.load(shared_data, {})[:4]
+    rigged = RiggedLM(model, _gold_sequences("medqa", tokenizer, shared_data, 4))
+    requests = [ChoiceRequest(task.mc_prompt(e), task.continuations(e), e.choices) for e in examples]
+    scores = score_requests(rigged, tokenizer, requests, batch_size=8, share_prefix=False)
+    assert [choose(s, r.choice_texts)[0] for s, r in zip(scores, requests, strict=True)] == [e.gold for e in examples]
+
+
+def test_free_text_eval_writes_reports(tiny_model_dir: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    results = evaluate_model(str(tiny_model_dir), ["medquad-test"], data_dir=prepared_dir, settings=FAST, out_dir=out)
+    task = results["tasks"]["medquad-test"]
+    assert task["n"] == 3 and len(task["samples"]) == 3
+    assert len(task["per_example"]["rougeL"]) == 3 and task["ids"] == ["q1", "q2", "q3"]
+    assert 0.0 <= task["metrics"]["hit_token_limit"] <= 1.0
+    assert all(n <= 6 for n in task["per_example"]["new_tokens"])
+    assert results["model_info"]["parameters"] > 3_000_000
+    assert results["model_info"]["size_on_disk_bytes"] > 1_000_000
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["tasks"]["medquad-test"]["metrics"] == pytest.approx(task["metrics"])
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "What is hypertension?" in html
+    assert "| medquad-test | free_text | rougeL |" in (out / "report.md").read_text()
+
+
+def test_run_folder_uses_prepared_dir_and_writes_into_run(tiny_model_dir: Path, prepared_dir: Path,
+                                                          tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from medtune.models import load_causal_lm
+
+    run = tmp_path / "run-1"
+    peft_model = get_peft_model(load_causal_lm(str(tiny_model_dir)), LoraConfig(r=2, target_modules=["q_proj"]))
+    peft_model.save_pretrained(run / "adapter")
+    (run / "run.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "prepared_dir": str(prepared_dir),
+                                              "prompt_style": "chat-template"}))
+    results = evaluate_model(str(run), ["medquad-test"], limit=2, settings=FAST)
+    assert (run / "eval" / "results.json").is_file()
+    assert results["tasks"]["medquad-test"]["n"] == 2
+
+
+def test_errors_name_the_fix(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="valid tasks"):
+        evaluate_model(str(tiny_model_dir), ["nope"])
+    with pytest.raises(UserError, match="medquad-test needs a prepared data folder"):
+        evaluate_model(str(tiny_model_dir), ["medquad-test"], data_dir=tmp_path)
+    with pytest.raises(UserError, match="no such model"):
+        evaluate_model(str(tmp_path / "missing-model"), ["medqa"], limit=1)
+    with pytest.raises(UserError, match="unknown model 'gpt5'; give an alias \\(smollm2-135m-instruct\\)"):
+        evaluate_model("gpt5", ["medqa"], limit=1)
+    with pytest.raises(UserError, match="no results.json"):
+        load_results(tmp_path)
+
+
+def test_paired_bootstrap_ci() -> None:
+    low, high = paired_bootstrap([0.0] * 50, [1.0] * 50)
+    assert low == high == 1.0
+    low, high = paired_bootstrap([0, 1] * 50, [1, 0] * 50, resamples=1000)
+    assert low < 0 < high
+
+
+@pytest.mark.slow
+def test_cli_eval_and_compare(tiny_model_dir: Path, prepared_dir: Path, tmp_path: Path,
+                              shared_data: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medtune.cli import get_app
+
+    runner = CliRunner()
+    for name in ("a", "b"):
+        result = runner.invoke(get_app(), ["eval", str(tiny_model_dir), "--tasks", "medquad-test,pubmedqa",
+                                           "--limit", "3", "--data", str(prepared_dir), "--max-new-tokens", "4",
+                                           "--out", str(tmp_path / name), "--no-chat-template"])
+        assert result.exit_code == 0, result.output
+        assert "pubmedqa" in result.output
+    result = runner.invoke(get_app(), ["compare", str(tmp_path / "a"), str(tmp_path / "b" / "results.json"),
+                                       "--out", str(tmp_path / "cmp"), "--resamples", "200"])
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    # same model, greedy decoding: every difference is exactly zero
+    assert comparison["differences"] and all(d["diff"] == 0 for d in comparison["differences"])
+    assert "data:image/png;base64," in (tmp_path / "cmp" / "comparison.html").read_text()
+    diffs = write_comparison([load_results(tmp_path / "a"), load_results(tmp_path / "b")], tmp_path / "cmp2", 200)
+    assert {d.task for d in diffs} == {"medquad-test", "pubmedqa"}

@@ -1,0 +1,74 @@
+"""Loader counts of the real benchmark files, the MedMCQA 1-based mapping, the LiveQA tag variants, the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medtune.errors import UserError
+from medtune.evaluate.tasks import TASKS, get_task, parse_tasks
+from medtune.evaluate.tasks.free_text_sets import parse_liveqa
+from medtune.evaluate.tasks.multiple_choice_sets import medmcqa_gold_index
+
+
+@pytest.mark.parametrize(("name", "count"), [("medqa", 1273), ("medmcqa", 4183), ("pubmedqa", 500),
+                                             ("mmlu-medical", 1089), ("medicationqa", 690), ("liveqa", 104)])
+def test_loader_counts(shared_data: Path, name: str, count: int) -> None:
+    examples = TASKS[name].load(shared_data, {})
+    assert len(examples) == count
+    assert len({e.id for e in examples}) == count
+
+
+def test_medmcqa_cop_is_one_based(shared_data: Path) -> None:
+    first = TASKS["medmcqa"].load(shared_data, {})[0]
+    # SOURCE.md sample: cop 1 -> opa "Impulse through myelinated fibers is slower ..."
+    assert first.gold == 0
+    assert first.choices[first.gold].startswith("Impulse through myelinated fibers is slower")
+    assert [medmcqa_gold_index(c) for c in (1, 2, 3, 4)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError):
+        medmcqa_gold_index(0)
+
+
+def test_medqa_gold_matches_answer_text(shared_data: Path) -> None:
+    first = TASKS["medqa"].load(shared_data, {})[0]
+    assert first.choices[first.gold] == "Tell the attending that he cannot fail to disclose this mistake"
+
+
+def test_pubmedqa_label_distribution(shared_data: Path) -> None:
+    golds = [e.gold for e in TASKS["pubmedqa"].load(shared_data, {})]
+    assert (golds.count(0), golds.count(1), golds.count(2)) == (276, 169, 55)
+    assert "Abstract:" in TASKS["pubmedqa"].load(shared_data, {})[0].query
+
+
+def test_liveqa_accepts_both_reference_tags(tmp_path: Path) -> None:
+    xml = tmp_path / "live.xml"
+    xml.write_text("""<root><NLM-QUESTION qid="TQ1"><NIST-PARAPHRASE>What is A?</NIST-PARAPHRASE>
+      <ReferenceAnswers><RefAnswer aid="1"><ANSWER> A is a letter. </ANSWER></RefAnswer></ReferenceAnswers>
+      </NLM-QUESTION><NLM-QUESTION qid="TQ2"><NIST-PARAPHRASE>What is B?</NIST-PARAPHRASE><ReferenceAnswers>
+      <ReferenceAnswer aid="2"><ANSWER>B too.</ANSWER></ReferenceAnswer></ReferenceAnswers></NLM-QUESTION></root>""")
+    examples = parse_liveqa(xml)
+    assert [(e.id, e.reference) for e in examples] == [("TQ1", "A is a letter."), ("TQ2", "B too.")]
+
+
+def test_liveqa_real_file_has_167_references(shared_data: Path) -> None:
+    examples = TASKS["liveqa"].load(shared_data, {})
+    assert sum(len(e.meta["references"]) for e in examples) == 167
+
+
+def test_unknown_task_lists_valid_ones() -> None:
+    with pytest.raises(UserError, match="valid tasks: medquad-test.*mmlu-medical"):
+        get_task("usmle")
+    assert [t.name for t in parse_tasks("medqa, pubmedqa")] == ["medqa", "pubmedqa"]
+
+
+def test_mc_prompt_format_and_shots(shared_data: Path) -> None:
+    task = TASKS["mmlu-medical"]
+    examples = task.load(shared_data, {})
+    shots = task.shots_loader(shared_data)  # type: ignore[misc]
+    assert len(shots) == 30
+    prompt = task.mc_prompt(examples[0], shots[:2])
+    assert prompt.count("Answer:") == 3 and prompt.endswith("\nAnswer:")
+    assert "\nA. " in prompt and task.random_baseline == 0.25
+    assert TASKS["pubmedqa"].random_baseline == pytest.approx(1 / 3)
+    assert task.continuations(examples[0])[0] == " " + examples[0].choices[0]
