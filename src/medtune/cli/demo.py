@@ -38,10 +38,16 @@ def demo(
                            out_dir=run.eval_dir / "tuned")
     _print_comparison(base, tuned)
     if summary:
-        console.print(f"training: {summary.get('steps')} steps, loss {summary.get('initial_loss', 0):.3f} -> "
-                      f"{summary.get('final_loss', 0):.3f}, {summary.get('seconds', 0):.0f} s")
+        console.print(f"training: {summary.get('steps')} steps, loss {_fmt(summary.get('initial_loss'))} -> "
+                      f"{_fmt(summary.get('final_loss'))}, val loss {_fmt(summary.get('final_val_loss'))}, "
+                      f"{summary.get('seconds', 0):.0f} s")
     console.print(f"reports: {run.eval_dir}/base and {run.eval_dir}/tuned; compare them with "
                   f"[bold]medtune compare {run.eval_dir}/base {run.eval_dir}/tuned[/]")
+
+
+def _fmt(value: float | None) -> str:
+    """Format a loss that may be missing (no step logged yet) as text."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _print_comparison(base: dict, tuned: dict) -> None:

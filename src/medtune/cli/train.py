@@ -24,12 +24,13 @@ def train(
     summary = run.summary_data()
     console.print(f"[bold green]done[/]: {run.root}")
     if summary:
-        val = summary.get("final_val_loss")
-        console.print(
-            f"steps {summary['steps']}, loss {summary['initial_loss']:.4f} -> {summary['final_loss']:.4f}"
-            f"{f', val loss {val:.4f}' if val is not None else ''}, {summary['seconds']:.0f} s, "
-            f"{summary['tokens_per_s']:.0f} tokens/s"
-        )
+        def fmt(key: str) -> str:
+            value = summary.get(key)
+            return "n/a" if value is None else f"{value:.4f}"
+
+        console.print(f"steps {summary['steps']}, loss {fmt('initial_loss')} -> {fmt('final_loss')}, "
+                      f"val loss {fmt('final_val_loss')}, {summary['seconds']:.0f} s, "
+                      f"{summary['tokens_per_s']:.0f} tokens/s")
 
 
 def register(app: typer.Typer) -> None:
