@@ -54,11 +54,20 @@ class MetricsCallback(TrainerCallback):
 
 
 class EpochEvalCallback(TrainerCallback):
-    """Validate at the end of every epoch even when validation also runs every N steps."""
+    """Validate at the end of every epoch even when validation also runs every N steps (never twice a step)."""
+
+    def __init__(self) -> None:
+        self._last_eval_step = -1
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Remember the step of the latest validation."""
+        self._last_eval_step = state.global_step
+        return control
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        """Ask the trainer to evaluate now."""
-        control.should_evaluate = True
+        """Ask the trainer to evaluate now, unless it just did at this step."""
+        if state.global_step != self._last_eval_step:
+            control.should_evaluate = True
         return control
 
 
