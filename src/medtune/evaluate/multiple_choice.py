@@ -39,17 +39,24 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, whole[len(ctx):]
 
 
-def _score_batch(model: Any, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> list[float]:
-    """Summed log-probability of each continuation given its context (left padded, one forward pass)."""
+def _left_pad(sequences: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """Left-pad token id lists into ``(input_ids, attention_mask)`` tensors of the longest length."""
     import torch
 
-    sequences = [(ctx + cont)[-4096:] for ctx, cont in pairs]
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
         ids[row, width - len(seq):] = torch.tensor(seq)
         mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def _score_batch(model: Any, pairs: list[tuple[list[int], list[int]]], pad_id: int) -> list[float]:
+    """Summed log-probability of each continuation given its context (left padded, one forward pass)."""
+    import torch
+
+    ids, mask = _left_pad([(ctx + cont)[-4096:] for ctx, cont in pairs], pad_id)
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     keep = max(len(cont) for _, cont in pairs) + 1
     device = next(model.parameters()).device
@@ -84,12 +91,7 @@ def _score_shared_prefix(model: Any, questions: list[list[tuple[list[int], list[
     if any(pair[0][-4000:] != contexts[q] for q, pairs in enumerate(questions) for pair in pairs) or not all(contexts):
         return _score_batch(model, [pair for pairs in questions for pair in pairs], pad_id)
     device = next(model.parameters()).device
-    width = max(len(c) for c in contexts)
-    ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(contexts), width), dtype=torch.long)
-    for row, ctx in enumerate(contexts):
-        ids[row, width - len(ctx):] = torch.tensor(ctx)
-        mask[row, width - len(ctx):] = 1
+    ids, mask = _left_pad(contexts, pad_id)
     with torch.inference_mode():
         first = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                       position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1)
