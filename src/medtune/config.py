@@ -109,7 +109,14 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0)
     optimizer: str = Field("auto", description="auto: adamw_torch on CPU, adamw_8bit on CUDA; or any HF name.")
     gradient_checkpointing: bool = True
-    packing: bool = Field(True, description="Pack examples without cross-contamination where supported.")
+    padding_free: bool = Field(
+        True, description="Flatten each batch into one sequence (no pad tokens; position_ids keep examples apart)."
+    )
+    packing: bool = Field(
+        False,
+        description="Also BFD-pack examples into rows of model.max_seq_length (bigger steps; on a CPU the "
+        "attention over long packed rows makes it slower: see bench/train_throughput.py).",
+    )
     completion_only_loss: bool = Field(True, description="Loss on the answer only; prompt tokens masked.")
     eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (and every epoch).")
     save_steps: int | None = Field(None, ge=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from tests.train.conftest import splits_for, tiny_recipe
 
@@ -36,12 +37,15 @@ def test_too_long_rows_are_dropped_and_counted(tiny_model_dir: Path, qa_rows: li
     assert stats.kept == len(qa_rows) and stats.dropped == {"too_long": 1} and len(data) == len(qa_rows)
 
 
-def test_every_packed_batch_has_real_labels(tiny_model_dir: Path, qa_rows: list[dict[str, str]]) -> None:
+@pytest.mark.parametrize("packing", [False, True], ids=["padding-free", "bfd-packing"])
+def test_every_packed_batch_has_real_labels(
+    tiny_model_dir: Path, qa_rows: list[dict[str, str]], packing: bool
+) -> None:
     from trl import SFTTrainer
 
     from medtune.train.trainer import build_sft_config, load_model_for_training
 
-    recipe = tiny_recipe(tiny_model_dir, max_steps=2)
+    recipe = tiny_recipe(tiny_model_dir, max_steps=2, packing=packing)
     model, tokenizer = load_model_for_training(recipe)
     train_raw, _ = splits_for(tiny_model_dir, qa_rows * 3)
     end_id = tokenizer.convert_tokens_to_ids(end_of_turn_token(tokenizer))
@@ -51,7 +55,10 @@ def test_every_packed_batch_has_real_labels(tiny_model_dir: Path, qa_rows: list[
     batches = list(trainer.get_train_dataloader())
     assert batches
     for batch in batches:
-        assert "position_ids" in batch  # padding-free packing
+        assert "position_ids" in batch and "attention_mask" not in batch  # one flat row, no pad tokens
+        assert batch["input_ids"].shape[0] == 1
+        if not packing:  # padding-free keeps the micro-batch: batch_size examples per step
+            assert int((batch["position_ids"] == 0).sum()) == recipe.train.batch_size
         labels = batch["labels"]
         assert (labels != IGNORE_INDEX).any()
         assert (labels == end_id).sum() == (batch["position_ids"] == 0).sum()  # one stop label per example

@@ -26,6 +26,9 @@ def eval_command(
     num_beams: int = typer.Option(1, "--num-beams", min=1),
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", min=0.0),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per generate call / options per forward."),
+    rag: str | None = typer.Option(None, "--rag", help="Answer free-text questions from this index "
+                                   "(`medtune index build ... --name NAME`), citing its passages."),
+    rag_k: int = typer.Option(4, "--rag-k", min=1, help="Passages retrieved per question with --rag."),
 ) -> None:
     """Evaluate a model: write results.json, report.md and report.html, and print the headline metrics."""
     from rich.table import Table
@@ -38,12 +41,19 @@ def eval_command(
     settings = EvalConfig(tasks=names, limit=limit, shots=shots, use_chat_template=chat_template,
                           batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                           num_beams=num_beams, repetition_penalty=repetition_penalty)
-    results = evaluate_model(model, names, limit=limit, shots=shots, data_dir=data, settings=settings, out_dir=out)
-    table = Table(title=f"medtune eval {model}")
+    retriever = None
+    if rag:
+        from medtune.rag import open_retriever
+
+        retriever = open_retriever(name=rag)
+    results = evaluate_model(model, names, limit=limit, shots=shots, data_dir=data, settings=settings, out_dir=out,
+                             rag=retriever, rag_k=rag_k)
+    table = Table(title=f"medtune eval {model}" + (f" (retrieval: {rag}, k={rag_k})" if rag else ""))
     for column in ("task", "n", "metric", "value"):
         table.add_column(column)
     headline = ("acc", "acc_norm", "random_baseline", "rougeL", "bertscore_f1", "embedding_cosine", "word_overlap",
-                "unsupported_sentence_rate", "hit_token_limit", "tokens_per_s")
+                "unsupported_sentence_rate", "hit_token_limit", "evidence_found", "cites_source", "invalid_citation",
+                "reference_in_index", "tokens_per_s")
     for name, data_ in results["tasks"].items():
         for metric in headline:
             if metric in data_["metrics"]:

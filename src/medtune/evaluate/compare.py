@@ -46,7 +46,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
             data = json.loads(candidate.read_text())
             if "tasks" not in data:
                 raise UserError(f"{candidate}: not a medtune results.json (no 'tasks'); pass `medtune eval` output.")
-            data.setdefault("label", str(p))
+            data.setdefault("label", str(p) + (f" [rag: {data['rag']}]" if data.get("rag") else ""))
             return data
     raise UserError(f"{path}: no results.json found; pass a results.json file or a `medtune eval` output folder.")
 

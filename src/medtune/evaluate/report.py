@@ -86,12 +86,19 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _retrieval_label(results: dict[str, Any]) -> str:
+    """'NAME (k=K)' for an evaluation with retrieval, else 'off'."""
+    return f"{results['rag']} (k={results.get('rag_k')})" if results.get("rag") else "off"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The report as markdown: setup, metrics table, notes and sample answers."""
     info = results["model_info"]
     lines = [f"# Evaluation of `{results['model']}`", "",
              f"created {results['created']}; limit {results['limit']}; shots {results['shots']}; "
-             f"chat template {results['settings']['use_chat_template']}; parameters {info['parameters']:,}; "
+             f"chat template {results['settings']['use_chat_template']}; "
+             f"retrieval {_retrieval_label(results)}; "
+             f"parameters {info['parameters']:,}; "
              f"size on disk {info.get('size_on_disk_bytes')} bytes; peak RSS {info.get('peak_rss_mb', 0):.0f} MB", "",
              "| task | kind | metric | value |", "| --- | --- | --- | --- |"]
     lines += [f"| {t} | {k} | {m} | {v} |" for t, k, m, v in summary_rows(results)]

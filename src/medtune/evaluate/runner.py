@@ -69,10 +69,17 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     from medtune.evaluate.metrics import compute_free_text_scores
 
     questions = [e.question for e in examples]
+    grounded = None
     if rag is not None:
-        questions = [_with_passages(q, rag) for q in questions]
-    prompts = [build_prompt(q, tokenizer, chat_template=settings.use_chat_template, style=context["style"],
-                            system_prompt=context["system_prompt"]) for q in questions]
+        from medtune.evaluate.grounded import grounded_prompts
+
+        grounded = grounded_prompts(questions, rag, tokenizer, style=context["style"],
+                                    system_prompt=context["system_prompt"],
+                                    chat_template=settings.use_chat_template, k=context.get("rag_k", 4))
+        prompts = grounded.prompts
+    else:
+        prompts = [build_prompt(q, tokenizer, chat_template=settings.use_chat_template, style=context["style"],
+                                system_prompt=context["system_prompt"]) for q in questions]
     bar = progress.add_task(f"{task.name}: generating", total=len(prompts))
     began = time.perf_counter()
     gens = generate_answers(model, tokenizer, prompts, settings,
@@ -87,7 +94,19 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     per["hit_token_limit"] = [float(g.hit_limit) for g in gens]
     per["latency_s"] = [g.seconds for g in gens]
     per["new_tokens"] = [float(g.new_tokens) for g in gens]
+    if grounded is not None:
+        from medtune.evaluate.grounded import grounding_scores
+
+        per.update(grounding_scores(answers, [e.reference for e in examples], grounded.passages))
     metrics = scores.means()
+    if grounded is not None:
+        metrics.update({name: sum(values) / len(values) for name, values in per.items()
+                        if name in ("evidence_found", "cites_source", "invalid_citation", "reference_in_index",
+                                    "top_passage_score")})
+        if metrics["reference_in_index"] > 0:
+            scores.notes.append(f"{metrics['reference_in_index']:.0%} of the questions retrieved their own reference "
+                                "answer: the index holds the test answers; rebuild it with "
+                                "`medtune index build ... --exclude-prepared-test PREPARED_DIR`.")
     metrics["tokens_per_s"] = sum(g.new_tokens for g in gens) / seconds if seconds else 0.0
     return {
         "kind": task.kind, "n": len(examples), "metrics": metrics, "per_example": per, "notes": scores.notes,
@@ -95,13 +114,6 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
         "samples": [{"id": e.id, "question": e.question, "reference": e.reference, "answer": a}
                     for e, a in zip(examples, answers, strict=True)],
     }
-
-
-def _with_passages(question: str, rag: Any, k: int = 3) -> str:
-    """Prefix a question with retrieved passages (``rag.retrieve(question, k)``)."""
-    passages = rag.retrieve(question, k)
-    context = "\n".join(f"[{n + 1}] {getattr(p, 'text', p)}" for n, p in enumerate(passages))
-    return f"Use these passages if relevant:\n{context}\n\nQuestion: {question}"
 
 
 def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, tokenizer: Any, settings: EvalConfig,
@@ -148,16 +160,18 @@ def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, toke
 
 
 def default_out_dir(model: str, context: dict[str, Any]) -> Path:
-    """RUN/eval for a run folder, else MEDTUNE_HOME/evals/<model>-<time>."""
+    """RUN/eval (RUN/eval-rag with retrieval) for a run folder, else MEDTUNE_HOME/evals/<model>[-rag]-<time>."""
+    suffix = "-rag" if context.get("rag_name") else ""
     if context["run_dir"] is not None:
-        return Path(context["run_dir"]) / "eval"
+        return Path(context["run_dir"]) / f"eval{suffix}"
     stem = Path(model.rstrip("/")).name.replace(".", "_") or "model"
-    return medtune_home() / "evals" / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return medtune_home() / "evals" / f"{stem}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, shots: int = 0,
                    data_dir: str | Path | None = None, settings: EvalConfig | None = None,
-                   out_dir: Path | None = None, rag: Any = None, loaded: tuple[Any, Any] | None = None) -> dict:
+                   out_dir: Path | None = None, rag: Any = None, loaded: tuple[Any, Any] | None = None,
+                   rag_k: int = 4) -> dict:
     """Evaluate ``model`` (alias, folder, GGUF or run folder) on ``tasks``; write reports; return results.json.
 
     Args:
@@ -168,7 +182,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
         data_dir: raw dataset root, or a ``medtune prepare`` output (then used by ``medquad-test``).
         settings: decoding and batching (``EvalConfig``).
         out_dir: report folder (default RUN/eval or MEDTUNE_HOME/evals/<model>-<time>).
-        rag: optional retriever; free-text questions get its passages.
+        rag: optional retriever (:func:`medtune.rag.open_retriever`); free-text questions are answered from its
+            top ``rag_k`` passages with the grounded prompt of ``medtune ask --rag``.
         loaded: an already loaded ``(model, tokenizer)`` pair (tests, callers that hold one).
     """
     from medtune.evaluate.report import write_reports
@@ -178,6 +193,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     limit = limit if limit is not None else settings.limit
     shots = shots or settings.shots
     context = _run_context(model)
+    context["rag_k"] = rag_k
+    context["rag_name"] = getattr(rag, "name", "rag") if rag is not None else None
     given = Path(data_dir).expanduser() if data_dir is not None else None
     context["data_dir"] = given
     from medtune.evaluate.tasks.free_text_sets import is_prepared_dir
@@ -200,7 +217,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     lm.eval()
     results: dict[str, Any] = {
         "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
-        "limit": limit, "shots": shots, "rag": rag is not None, "tasks": {},
+        "limit": limit, "shots": shots, "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
+        "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }
     with _progress() as progress:

@@ -130,10 +130,11 @@ def build_sft_config(
         save_total_limit=train.save_total_limit,
         seed=train.seed,
         data_seed=train.seed,
-        max_length=recipe.model.max_seq_length,
+        # rows are already length-filtered by tokenize_split; TRL enforces max_length only when it packs
+        max_length=recipe.model.max_seq_length if train.packing or not train.padding_free else None,
         packing=train.packing,
         packing_strategy="bfd",
-        padding_free=train.packing,
+        padding_free=train.padding_free or train.packing,
         include_num_input_tokens_seen="non_padding",
         report_to="none",
         disable_tqdm=True,

@@ -1,0 +1,97 @@
+"""`medtune eval --rag`: grounded prompts from the real index, citation and leak signals, compare with/without."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from medtune.cli import get_app
+from medtune.config import EvalConfig
+from medtune.evaluate.grounded import grounded_prompts, grounding_scores, reference_leaked
+from medtune.rag import open_retriever
+from medtune.rag.retriever import Passage
+
+FAST = EvalConfig(max_new_tokens=6, batch_size=8)
+
+
+def _passage(text: str, score: float = 0.8) -> Passage:
+    return Passage(id="p#0", title="T — q", url="https://example.org", source="GARD", focus_area="T", text=text,
+                   score=score)
+
+
+def test_grounding_scores_flag_citations_and_leaks() -> None:
+    reference = "Alpha thalassemia is a blood disorder that reduces the production of hemoglobin in the body."
+    found = [_passage("Alpha thalassemia is a blood disorder that reduces the production of hemoglobin"),
+             _passage("Something unrelated about knee surgery and recovery after the operation.")]
+    per = grounding_scores(["It reduces hemoglobin [1].", "Unsupported claim [7].", "No citation at all."],
+                           [reference, "other", "other"], [found, found, [_passage("x" * 50, score=0.1)]])
+    assert per["cites_source"] == [1.0, 0.0, 0.0]
+    assert per["invalid_citation"] == [0.0, 1.0, 0.0]
+    assert per["reference_in_index"] == [1.0, 0.0, 0.0]
+    assert per["evidence_found"] == [1.0, 1.0, 0.0]
+    assert per["top_passage_score"] == pytest.approx([0.8, 0.8, 0.1])
+    assert not reference_leaked(reference, [_passage("short")])  # tiny windows never count as a leak
+
+
+def _tiny_model(folder: Path) -> Path:
+    """A tiny random Llama with the SmolLM2 tokenizer (the evaluation tests' model)."""
+    import torch
+    from tests.evaluate.conftest import _smollm2_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _smollm2_tokenizer(folder / "cache")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def _prepared_from(rows: list[dict[str, Any]], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "test.jsonl").write_text("".join(
+        json.dumps({"id": r["pair_id"], "question": r["question"], "answer": r["answer"]}) + "\n" for r in rows))
+    return folder
+
+
+@pytest.mark.slow
+def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tmp_path: Path) -> None:
+    rows = [r for r in index_home.rows if r["document_id"] == "2_GARD_QA/0000004"][:3]
+    retriever = open_retriever("medquad")
+    model = _tiny_model(tmp_path)
+    from medtune.models import load_tokenizer
+
+    batch = grounded_prompts([r["question"] for r in rows], retriever, load_tokenizer(str(model)), k=3)
+    assert all("Sources:" in p and "[1] " in p and "Cite every statement" in p for p in batch.prompts)
+    assert all(any(p.document_id == "2_GARD_QA/0000004" for p in found) for found in batch.passages)
+
+    prepared = _prepared_from(rows, tmp_path / "prepared")
+    runner = CliRunner()
+    for name, extra in (("plain", []), ("rag", ["--rag", "medquad", "--rag-k", "3"])):
+        result = runner.invoke(get_app(), ["eval", str(model), "--tasks", "medquad-test", "--data", str(prepared),
+                                           "--max-new-tokens", "4", "--out", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    with_rag = json.loads((tmp_path / "rag" / "results.json").read_text())
+    without = json.loads((tmp_path / "plain" / "results.json").read_text())
+    assert with_rag["rag"] == "medquad" and with_rag["rag_k"] == 3 and without["rag"] is None
+    task = with_rag["tasks"]["medquad-test"]
+    # the test answers are in this index: every question finds its own reference, and the report says so
+    assert task["metrics"]["reference_in_index"] == 1.0 and task["metrics"]["evidence_found"] == 1.0
+    assert any("--exclude-prepared-test" in note for note in task["notes"])
+    assert "evidence_found" not in without["tasks"]["medquad-test"]["metrics"]
+    assert "retrieval medquad (k=3)" in (tmp_path / "rag" / "report.md").read_text()
+
+    result = runner.invoke(get_app(), ["compare", str(tmp_path / "plain"), str(tmp_path / "rag"),
+                                       "--out", str(tmp_path / "cmp"), "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    metrics = {d["metric"] for d in comparison["differences"]}
+    assert {"rougeL", "unsupported_sentence_rate"} <= metrics
+    assert "[rag: medquad]" in (tmp_path / "cmp" / "comparison.md").read_text()
