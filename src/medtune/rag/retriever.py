@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from medtune.errors import UserError
 from medtune.rag import dense
-from medtune.rag.bm25 import BM25Index
+from medtune.rag.bm25 import QUESTION_WORDS, BM25Index
 from medtune.rag.builder import index_dir, read_manifest
-from medtune.rag.hybrid import reciprocal_rank_fusion
+from medtune.rag.hybrid import RRF_K, reciprocal_rank_fusion
 from medtune.rag.store import VectorStore
 
 Mode = Literal["hybrid", "bm25", "dense"]
@@ -42,15 +42,28 @@ class Passage:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class FusionSettings:
+    """How the BM25 and dense lists become one ranking (tuned by ``bench/retrieval.py --tune``).
+
+    ``bm25_weight`` weighs the BM25 list against the dense list (1.0) in reciprocal rank fusion with constant
+    ``rrf_k``; ``clean_query`` drops question-type words (symptoms, causes, treatment...) from the BM25 query
+    only, so BM25 matches the topic while the dense encoder keeps the intent; ``per_document`` caps how many
+    chunks of one document the final list holds (0: no cap), leaving room for other sources.
+    """
+
+    bm25_weight: float = 1.0
+    rrf_k: int = RRF_K
+    clean_query: bool = True
+    per_document: int = 2
+
+
 class Retriever:
     """Retrieve passages from ``MEDTUNE_HOME/indexes/<name>``."""
 
     def __init__(self, name: str, qdrant_url: str | None = None, mode: Mode = "hybrid",
-                 candidates: int = 50, bm25_weight: float = 1.0) -> None:
-        """Load the manifest, chunks and BM25 index, and open the vector store of index ``name``.
-
-        ``bm25_weight`` weighs the BM25 list against the dense list (1.0) in the fusion.
-        """
+                 candidates: int = 50, fusion: FusionSettings | None = None) -> None:
+        """Load the manifest, chunks and BM25 index, and open the vector store of index ``name``."""
         manifest = read_manifest(name)
         if manifest is None:
             raise UserError(f"index {name!r} not found in {index_dir(name).parent}; build it with "
@@ -59,7 +72,7 @@ class Retriever:
             raise UserError(f"retrieval mode {mode!r}: use one of {', '.join(MODES)}.")
         folder = index_dir(name)
         self.name, self.manifest, self.mode, self.candidates = name, manifest, mode, candidates
-        self.bm25_weight = bm25_weight
+        self.fusion = fusion or FusionSettings()
         self.encoder = manifest["settings"]["encoder"]
         with (folder / "chunks.jsonl").open(encoding="utf-8") as handle:
             self.chunks: list[dict[str, Any]] = [json.loads(line) for line in handle]
@@ -77,25 +90,51 @@ class Retriever:
         """Embedding of the question."""
         return dense.embed([question], self.encoder)[0]
 
+    def lexical(self, question: str, depth: int, clean_query: bool | None = None) -> list[tuple[str, float]]:
+        """BM25 ranking ``(chunk_id, score)``; with ``clean_query`` question-type words are left out."""
+        clean = self.fusion.clean_query if clean_query is None else clean_query
+        hits = self.bm25.search(question, depth, extra_stopwords=QUESTION_WORDS if clean else ())
+        return [(self.chunks[i]["id"], s) for i, s in hits]
+
+    def semantic(self, vector: Any, depth: int) -> list[tuple[str, float]]:
+        """Dense ranking ``(chunk_id, cosine)``."""
+        return list(self.store.search(vector, depth))
+
+    def fuse(self, lexical: list[str], semantic: list[str], k: int,
+             fusion: FusionSettings | None = None) -> list[tuple[str, float]]:
+        """Reciprocal-rank-fuse the two id lists and keep ``k`` (at most ``per_document`` per document)."""
+        fusion = fusion or self.fusion
+        fused = reciprocal_rank_fusion([lexical, semantic], k=fusion.rrf_k, weights=[fusion.bm25_weight, 1.0])
+        return self.cap_per_document(fused, k, fusion.per_document)
+
+    def cap_per_document(self, ranked: list[tuple[str, float]], k: int, per_document: int) -> list[tuple[str, float]]:
+        """First ``k`` of ``ranked`` with at most ``per_document`` chunks of any one document (0: no cap)."""
+        if per_document <= 0:
+            return ranked[:k]
+        kept, seen = [], {}  # type: ignore[var-annotated]
+        for chunk_id, score in ranked:
+            document = self.by_id[chunk_id]["document_id"]
+            if seen.get(document, 0) < per_document:
+                kept.append((chunk_id, score))
+                seen[document] = seen.get(document, 0) + 1
+                if len(kept) == k:
+                    break
+        return kept
+
     def rank(self, question: str, k: int, mode: Mode | None = None,
              vector: Any = None) -> tuple[list[tuple[str, float]], dict[str, float]]:
         """Ranked ``(chunk_id, ranking score)`` (top ``k``) and the cosines known from the dense search."""
         mode = mode or self.mode
-        depth = max(self.candidates, k)
-        lexical: list[str] = []
-        cosines: dict[str, float] = {}
-        if mode in ("hybrid", "bm25"):
-            hits = self.bm25.search(question, depth)
-            if mode == "bm25":
-                return [(self.chunks[i]["id"], s) for i, s in hits[:k]], cosines
-            lexical = [self.chunks[i]["id"] for i, _ in hits]
+        depth = max(self.candidates, k * 4)
+        if mode == "bm25":
+            return self.cap_per_document(self.lexical(question, depth), k, self.fusion.per_document), {}
         vector = self._query_vector(question) if vector is None else vector
-        semantic = self.store.search(vector, depth)
+        semantic = self.semantic(vector, depth)
         cosines = dict(semantic)
         if mode == "dense":
-            return semantic[:k], cosines
-        fused = reciprocal_rank_fusion([lexical, [c for c, _ in semantic]], weights=[self.bm25_weight, 1.0])
-        return fused[:k], cosines
+            return self.cap_per_document(semantic, k, self.fusion.per_document), cosines
+        lexical = [c for c, _ in self.lexical(question, depth)]
+        return self.fuse(lexical, [c for c, _ in semantic], k), cosines
 
     def retrieve(self, question: str, k: int = 4, mode: Mode | None = None) -> list[Passage]:
         """Top ``k`` passages for ``question``, best first, each scored by cosine similarity to it."""
