@@ -13,6 +13,8 @@ def ui(
     backend: str = typer.Option("transformers", "--backend", "-b",
                                 help="transformers | llamacpp | ollama | openai (or package.module:factory)."),
     url: str | None = typer.Option(None, "--url", help="Server URL for the ollama/openai backends."),
+    rag: str | None = typer.Option(None, "--rag", help="Answer from this retrieval index by default (see "
+                                   "`medtune index build`); the sidebar can switch it off."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=8, max=1024, help="Default maximum answer length."),
     temperature: float = typer.Option(0.3, "--temperature", min=0.0, max=1.5, help="Default temperature."),
     port: int = typer.Option(8501, "--port", "-p", min=1, max=65535, help="Port to listen on."),
@@ -31,16 +33,23 @@ def ui(
         raise UserError("the UI needs streamlit: pip install 'medtune[ui]'")
     if backend not in ("transformers", "llamacpp", "ollama", "openai") and ":" not in backend:
         raise UserError(f"--backend {backend}: unknown; choose transformers, llamacpp, ollama or openai.")
+    if rag:
+        from medtune.rag.builder import index_dir, read_manifest
+
+        if read_manifest(rag) is None:
+            raise UserError(f"--rag {rag}: no index in {index_dir(rag)}; build it with "
+                            f"`medtune index build medquad:medquad/MedQuAD_xml.tar.gz --name {rag}`.")
     app = Path(__file__).resolve().parents[1] / "ui" / "app.py"
     env = {**os.environ, "MEDTUNE_UI_MODEL": model, "MEDTUNE_UI_BACKEND": backend,
-           "MEDTUNE_UI_MAX_TOKENS": str(max_tokens), "MEDTUNE_UI_TEMPERATURE": str(temperature)}
+           "MEDTUNE_UI_MAX_TOKENS": str(max_tokens), "MEDTUNE_UI_TEMPERATURE": str(temperature),
+           "MEDTUNE_UI_RAG": rag or ""}
     if url:
         env["MEDTUNE_UI_URL"] = url
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
                "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--client.toolbarMode", "minimal"]
-    err_console.print(f"[bold]medtune ui[/] on http://{host}:{port}  (model {model}, backend {backend}); "
-                      "Ctrl+C to stop")
+    err_console.print(f"[bold]medtune ui[/] on http://{host}:{port}  (model {model}, backend {backend}"
+                      f"{f', sources from index {rag}' if rag else ''}); Ctrl+C to stop")
     try:
         code = subprocess.call(command, env=env)
     except KeyboardInterrupt:

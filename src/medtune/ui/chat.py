@@ -1,4 +1,5 @@
-"""The chat page: history, streamed answers from the guarded Assistant, timing, feedback, export."""
+"""The chat page: history, streamed answers from the guarded Assistant (optionally grounded in a retrieval
+index), timing, feedback, export."""
 
 from __future__ import annotations
 
@@ -35,10 +36,13 @@ def _on_feedback(message: Message) -> None:
     if value is None:
         store.remove(message["id"])
         return
+    settings = dict(message.get("settings", {}))
+    if message.get("grounded"):
+        settings.update(rag_index=message.get("rag_index"), rag_k=message.get("rag_k"))
     store.save(FeedbackRecord(
         message_id=message["id"], rating=int(value), question=message.get("question", ""),
         answer=message["content"], model=message.get("model", ""), backend=message.get("backend", ""),
-        settings=message.get("settings", {}), seconds=message.get("seconds"),
+        settings=settings, seconds=message.get("seconds"),
     ))
     st.toast("Thanks, your feedback was saved." if value else "Thanks, noted: this answer was not helpful.")
 
@@ -87,12 +91,17 @@ def _history() -> None:
         st.caption(f"Average response time: {mean:.2f} s over {count} answer(s)")
 
 
-def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: dict[str, Any]) -> None:
-    """Stream the answer to ``question``, store both turns and rerun to draw them in the history."""
+def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: dict[str, Any],
+            retriever: Any = None, rag_index: str | None = None, rag_k: int = sidebar.RAG_DEFAULT_K) -> None:
+    """Stream the answer to ``question``, store both turns and rerun to draw them in the history.
+
+    With a ``retriever`` the Assistant puts the top ``rag_k`` passages of index ``rag_index`` in the prompt.
+    """
     from medtune.inference.assistant import Assistant
     from medtune.inference.base import GenerationSettings
 
-    assistant = Assistant(backend, sidebar.cached_guard(), GenerationSettings(**settings))
+    assistant = Assistant(backend, sidebar.cached_guard(), GenerationSettings(**settings), retriever=retriever,
+                          top_k_passages=rag_k)
     history = history_for_model(_messages())
     with st.chat_message("user", avatar=components.USER_AVATAR):
         st.markdown(question)
@@ -107,14 +116,20 @@ def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: 
 
     with st.chat_message("assistant", avatar=components.ASSISTANT_AVATAR):
         try:
+            if retriever is not None:
+                st.caption(f"Answering from the index `{rag_index}` (top {rag_k} passages)…")
             st.write_stream(tokens())
         except UserError as error:
             st.error(str(error), icon=":material/error:")
             return
+        except Exception as error:  # noqa: BLE001 - e.g. a retrieval failure must not crash the page
+            st.error(f"Could not answer: {type(error).__name__}: {error}", icon=":material/error:")
+            return
     reply = final["reply"]
     disclaimer = sidebar.cached_guard().finalize_answer(reply.raw_answer).disclaimer if reply.raw_answer else ""
-    _messages().extend([user_message(question), assistant_message(reply, question, choice.label, choice.kind,
-                                                                   settings, disclaimer)])
+    _messages().extend([user_message(question), assistant_message(
+        reply, question, choice.label, choice.kind, settings, disclaimer,
+        rag_index=rag_index if retriever is not None else None, rag_k=rag_k if retriever is not None else None)])
     st.rerun()
 
 
@@ -130,10 +145,14 @@ def render() -> None:
             sidebar.model_details(backend, choice)
         st.subheader("Answer settings")
         settings = sidebar.generation_controls()
+        st.subheader("Sources")
+        rag_index, rag_k = sidebar.retrieval_controls()
+        retriever = sidebar.load_retriever(rag_index)
         _conversation_tools(choice, settings)
     _history()
     clicked = components.quick_questions() if not _messages() else None
     typed = st.chat_input("Ask a health question…", key="chat_input", disabled=backend is None)
     question = (typed or clicked or "").strip()
     if question and backend is not None and choice is not None:
-        _answer(question, backend, choice, settings)
+        _answer(question, backend, choice, settings, retriever, rag_index if retriever is not None else None,
+                rag_k)

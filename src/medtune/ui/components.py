@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from medtune.ui.conversation import Message, timing_caption
+from medtune.ui.conversation import Message, has_sources, is_grounded, organisation, timing_caption
 
 CSS_FILE = Path(__file__).with_name("styles.css")
 
@@ -54,7 +54,11 @@ def quick_questions(columns: int = 3) -> str | None:
 
 
 def render_assistant(message: Message) -> None:
-    """Draw one assistant message: guard replies as alerts, answers with dose warnings and disclaimer."""
+    """Draw one assistant message: guard replies as alerts, answers with dose warnings, sources and disclaimer.
+
+    A grounded answer (RAG) gets a "Sources (n)" expander, or the no-evidence note when no retrieved passage
+    reached the relevance threshold.
+    """
     action = message.get("action", "answer")
     if action == "emergency":
         st.error(message["content"], icon=_GUARD_ICONS["emergency"])
@@ -64,12 +68,41 @@ def render_assistant(message: Message) -> None:
         st.markdown(message.get("answer") or "_(the model returned an empty answer)_")
         for warning in message.get("dose_warnings") or []:
             st.warning(warning, icon=":material/warning:")
+        if has_sources(message):
+            sources_expander(message["citations"])
+        elif is_grounded(message):
+            from medtune.rag.grounding import NO_EVIDENCE
+
+            st.info(NO_EVIDENCE, icon=":material/search_off:")
         if message.get("disclaimer"):
             st.caption(message["disclaimer"])
     detail = timing_caption(message)
     if action != "answer":
         detail += f" · guardrail: {message.get('category')}"
     st.caption(f"{detail} · {message.get('model', '')}")
+
+
+def _escape_link_text(text: str) -> str:
+    """Make a title safe inside Markdown link brackets."""
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+
+
+def sources_expander(citations: list[dict[str, Any]]) -> None:
+    """The retrieved passages of a grounded answer, numbered like the citations [n] in the answer."""
+    from medtune.rag.grounding import NO_EVIDENCE_THRESHOLD
+
+    with st.expander(f"Sources ({len(citations)})", expanded=False, icon=":material/menu_book:"):
+        for number, passage in enumerate(citations, 1):
+            title = _escape_link_text(str(passage.get("title") or "untitled"))
+            url = str(passage.get("url") or "")
+            st.markdown(f"**[{number}]** [{title}]({url})" if url else f"**[{number}]** {title}")
+            score = float(passage.get("score") or 0.0)
+            relevance = f"relevance {score:.2f}" + (" (weak match)" if score < NO_EVIDENCE_THRESHOLD else "")
+            st.caption(" · ".join(x for x in (organisation(passage), str(passage.get("focus_area") or ""),
+                                               relevance) if x))
+            text = str(passage.get("text") or "").strip()
+            if text:
+                st.text(text)
 
 
 def model_info_table(values: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 Defaults come from environment variables set by ``medtune ui``: ``MEDTUNE_UI_BACKEND`` (transformers,
 llamacpp, ollama, openai, or ``package.module:attr`` for a custom backend factory), ``MEDTUNE_UI_MODEL``,
-``MEDTUNE_UI_URL``, ``MEDTUNE_UI_MAX_TOKENS`` and ``MEDTUNE_UI_TEMPERATURE``.
+``MEDTUNE_UI_URL``, ``MEDTUNE_UI_MAX_TOKENS``, ``MEDTUNE_UI_TEMPERATURE`` and ``MEDTUNE_UI_RAG`` (the
+retrieval index to answer from; empty = retrieval off).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import streamlit as st
 
+from medtune.errors import UserError
 from medtune.runs import RunDir, is_run_dir, list_runs
 from medtune.ui.components import human_count, model_info_table
 
@@ -28,6 +30,9 @@ SOURCES = {
     "OpenAI-compatible server": "openai",
 }
 DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434", "openai": "http://127.0.0.1:8000/v1"}
+RAG_LABEL = "Answer from trusted sources (RAG)"
+RAG_DEFAULT_K = 4
+BUILD_INDEX_COMMAND = "medtune index build medquad:medquad/MedQuAD_xml.tar.gz --name medquad"
 
 
 @dataclass
@@ -74,6 +79,72 @@ def cached_guard() -> Any:
     from medtune.guard import Guard
 
     return Guard()
+
+
+def available_indexes() -> list[dict[str, Any]]:
+    """Manifests of the completed retrieval indexes in ``MEDTUNE_HOME/indexes`` ([] when none or unreadable)."""
+    from medtune.rag.builder import list_indexes
+
+    try:
+        return [m for m in list_indexes() if m.get("complete") and m.get("name")]
+    except (OSError, ValueError, UserError):  # unreadable folder or manifest: treat as no index
+        return []
+
+
+@st.cache_resource(show_spinner="Opening the retrieval index…", max_entries=4)
+def cached_retriever(name: str, folder: str = "", build_key: str = "") -> Any:
+    """Open index ``name`` once and share it between sessions and reruns.
+
+    Qdrant local mode allows one client per index folder per process, so the retriever must be cached.
+    ``folder`` and ``build_key`` only key the cache: another MEDTUNE_HOME or a rebuilt index opens afresh.
+    """
+    from medtune.rag import open_retriever
+
+    return open_retriever(name=name)
+
+
+def load_retriever(name: str | None) -> Any:
+    """The cached retriever of index ``name`` (None: retrieval off, or the index could not be opened)."""
+    if not name:
+        return None
+    try:
+        from medtune.rag.builder import index_dir, read_manifest
+
+        manifest = read_manifest(name) or {}
+        return cached_retriever(name, str(index_dir(name).resolve()), str(manifest.get("key", "")))
+    except UserError as error:
+        st.error(f"Could not open the index {name!r}, answering without sources: {error}",
+                 icon=":material/error:")
+    except Exception as error:  # noqa: BLE001 - a broken index must not crash the page
+        st.error(f"Could not open the index {name!r}, answering without sources: {type(error).__name__}: {error}",
+                 icon=":material/error:")
+    return None
+
+
+def retrieval_controls() -> tuple[str | None, int]:
+    """The "Sources" controls: RAG toggle, index and passages per answer; returns (index name or None, k)."""
+    indexes = available_indexes()
+    names = [str(m["name"]) for m in indexes]
+    wanted = env_default("RAG", "").strip()
+    if not names:
+        st.toggle(RAG_LABEL, value=False, key="rag_on", disabled=True,
+                  help="Needs a retrieval index built with `medtune index build`.")
+        st.caption(f"No retrieval index yet. Build one with `{BUILD_INDEX_COMMAND}`, then reload this page.")
+        return None, RAG_DEFAULT_K
+    if wanted and wanted not in names:
+        st.warning(f"Index `{wanted}` (--rag / MEDTUNE_UI_RAG) not found; available: {', '.join(names)}.",
+                   icon=":material/warning:")
+    on = st.toggle(RAG_LABEL, value=wanted in names, key="rag_on",
+                   help="Retrieve passages from a medical index, give them to the model and cite them under "
+                        "the answer.")
+    default = wanted if wanted in names else ("medquad" if "medquad" in names else names[0])
+    name = st.selectbox("Index", names, index=names.index(default), key="rag_index", disabled=not on)
+    k = st.slider("Passages per answer (k)", 1, 8, RAG_DEFAULT_K, 1, key="rag_k", disabled=not on)
+    manifest = indexes[names.index(name)]
+    st.caption(" · ".join(f"{manifest[key]:,} {label}" for key, label in
+                          (("documents", "documents"), ("pairs", "QA pairs"), ("chunks", "passages"))
+                          if isinstance(manifest.get(key), int)))
+    return (name if on else None), int(k)
 
 
 def _run_choice(default_model: str, kind: str) -> ModelChoice | None:
