@@ -136,6 +136,9 @@ def build_sft_config(
         packing_strategy="bfd",
         padding_free=train.padding_free or train.packing,
         include_num_input_tokens_seen="non_padding",
+        # without it, TrainingArguments rebuilds accelerate's state for GPUs and a multi-process CPU launch
+        # (accelerate launch / torchrun, gloo) silently trains each process on its own
+        use_cpu=not cuda,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
