@@ -15,6 +15,7 @@ from medtune.rag.grounding import (
     NO_EVIDENCE_INSTRUCTIONS,
     build_grounded_messages,
     check_citations,
+    citation_warning,
     format_citations,
 )
 from medtune.rag.hybrid import reciprocal_rank_fusion
@@ -86,6 +87,71 @@ def test_check_citations_maps_numbers_and_flags_missing_sources() -> None:
     assert [p.id for p in check.passages] == ["p1", "p2", "p3"]
     assert check_citations("Rare [2].", passages).ok
     assert not check_citations("No citation at all.", passages).ok
+
+
+def test_citation_warning_names_invented_sources_and_uncited_answers() -> None:
+    passages = [_passage(1), _passage(2)]
+    assert citation_warning(check_citations("Rare [1]. Inherited [2].", passages)) is None
+    invented = citation_warning(check_citations("Rare [1]. Treated with X [7].", passages))
+    assert invented is not None and "[7]" in invented and "[1]" not in invented
+    uncited = citation_warning(check_citations("Rare and inherited.", passages))
+    assert uncited is not None and "cites none" in uncited
+
+
+class _ScriptedBackend:
+    """A backend that streams a fixed answer, without a model."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    def info(self):
+        from medtune.inference.base import ModelInfo
+
+        return ModelInfo(backend="scripted", model="scripted", parameters=0, base_model=None, adapter=None,
+                         context_window=2048)
+
+    def count_tokens(self, messages) -> int:
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def stream_chat(self, messages, settings):
+        yield from self.answer.split(" ")[:1] + [" " + w for w in self.answer.split(" ")[1:]]
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+class _FixedRetriever:
+    def __init__(self, passages: list[Passage]) -> None:
+        self.passages = passages
+
+    def retrieve(self, question: str, k: int) -> list[Passage]:
+        return self.passages[:k]
+
+
+@pytest.mark.parametrize(("answer", "valid", "invalid", "warned"), [
+    ("Focus 1 is rare [1] and inherited [2].", [1, 2], [], False),
+    ("Focus 1 is rare [1] and treated with X [5].", [1], [5], True),
+    ("Focus 1 is rare.", [], [], True),
+])
+def test_assistant_checks_the_citations_of_every_grounded_answer(answer: str, valid: list[int], invalid: list[int],
+                                                                 warned: bool) -> None:
+    from medtune.inference.assistant import Assistant
+
+    assistant = Assistant(_ScriptedBackend(answer), guard=None, retriever=_FixedRetriever([_passage(1), _passage(2)]))
+    reply = assistant.ask("What is focus 1?")
+    assert reply.raw_answer == answer
+    assert (reply.cited, reply.invalid_citations, reply.citation_warning is not None) == (valid, invalid, warned)
+    answer_part, _, sources = reply.text.rpartition("\n\nSources:")
+    assert sources.strip().startswith("[1] Focus 1") and "[2] Focus 2" in sources
+    assert (reply.citation_warning in answer_part) if warned else ("Citation check" not in reply.text)
+
+
+def test_no_evidence_answers_are_not_citation_checked() -> None:
+    from medtune.inference.assistant import Assistant
+
+    weak = [_passage(1, score=0.1)]
+    reply = Assistant(_ScriptedBackend("I found no source."), guard=None, retriever=_FixedRetriever(weak)).ask("Q?")
+    assert reply.citation_warning is None and reply.text.endswith(NO_EVIDENCE)
 
 
 def test_recall_at_k() -> None:

@@ -141,6 +141,10 @@ def test_grounded_answer_cites_indexed_documents(rag_ui: Any, rag_index: SimpleN
     assert captions[0].startswith("GARD") and f"relevance {citations[0]['score']:.2f}" in captions[0]
     assert expanders[0].text[0].value == citations[0]["text"].strip()
     assert not [i for i in bubble.info if NO_EVIDENCE in i.value]
+    # the fake answer cites no source: the reader is told so above the sources
+    assert message["cited"] == [] and message["invalid_citations"] == []
+    assert message["citation_warning"].startswith("Citation check")
+    assert [w.value for w in bubble.warning] == [message["citation_warning"]]
 
     # the next turn sends only the answer as history, not the sources list
     _ask(at, "How is it treated?")
@@ -163,6 +167,20 @@ def test_grounded_answer_cites_indexed_documents(rag_ui: Any, rag_index: SimpleN
     at.feedback[0].set_value(1).run()
     record = next(r for r in FeedbackStore().records() if r.message_id == message["id"])
     assert record.settings["rag_index"] == "medquad" and record.settings["rag_k"] == 3
+
+
+@pytest.mark.slow
+def test_answer_citing_a_missing_source_is_flagged(rag_ui: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDTUNE_UI_RAG", "medquad")
+    monkeypatch.setattr(rag_ui, "ANSWER_TOKENS", ["It is inherited [1] ", "and cured by surgery [9]."])
+    at = _start()
+    _ask(at, ON_TOPIC)
+    message = _last_assistant(at)
+    assert message["evidence"] is True and message["cited"] == [1] and message["invalid_citations"] == [9]
+    bubble = at.chat_message[1]
+    warnings = [w.value for w in bubble.warning]
+    assert len(warnings) == 1 and "[9]" in warnings[0] and "[1]" not in warnings[0]
+    assert message["citation_warning"] in to_markdown(at.session_state["messages"], {})
 
 
 @pytest.mark.slow

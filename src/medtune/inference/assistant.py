@@ -34,6 +34,9 @@ class AssistantReply:
     first_token_seconds: float | None
     tokens: int
     citations: list[dict[str, Any]] = field(default_factory=list)
+    cited: list[int] = field(default_factory=list)
+    invalid_citations: list[int] = field(default_factory=list)
+    citation_warning: str | None = None
 
 
 @dataclass
@@ -130,14 +133,27 @@ class Assistant:
             guarded = self.guard.finalize_answer(raw)
             text, warnings = guarded.text, list(guarded.dose_warnings)
         citations: list[dict[str, Any]] = []
+        check, warning = None, None
         if passages:
-            from medtune.rag.grounding import format_citations
+            from medtune.rag.grounding import (
+                check_citations,
+                citation_warning,
+                format_citations,
+                has_evidence,
+            )
 
+            if has_evidence(passages):
+                check = check_citations(raw, passages)
+                warning = citation_warning(check)
+            if warning:
+                text = f"{text}\n\n{warning}"
             text = f"{text}\n\n{format_citations(passages)}"
             citations = [_passage_dict(p) for p in passages]
         reply = AssistantReply(text=text, raw_answer=raw, decision=decision, dose_warnings=warnings,
                                seconds=time.perf_counter() - start, first_token_seconds=first,
-                               tokens=self._count_answer_tokens(raw), citations=citations)
+                               tokens=self._count_answer_tokens(raw), citations=citations,
+                               cited=check.valid if check else [], invalid_citations=check.invalid if check else [],
+                               citation_warning=warning)
         yield AssistantEvent("final", text, reply)
 
     def ask(self, question: str, history: list[Message] | None = None) -> AssistantReply:

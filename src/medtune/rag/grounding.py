@@ -99,3 +99,17 @@ def check_citations(answer: str, passages: Sequence[Any]) -> CitationCheck:
     valid = [n for n in cited if 1 <= n <= len(passages)]
     return CitationCheck(cited=cited, valid=valid, invalid=[n for n in cited if n not in valid],
                          passages=[passages[n - 1] for n in valid])
+
+
+def citation_warning(check: CitationCheck) -> str | None:
+    """One line for the reader when an answer's citations cannot be trusted; ``None`` when every cited number exists.
+
+    Flags numbers that point at no listed source (the model invented a source) and answers that cite nothing.
+    """
+    if check.invalid:
+        numbers = ", ".join(f"[{n}]" for n in check.invalid)
+        return (f"Citation check: {numbers} is not one of the sources listed below; treat the statement citing it "
+                "as unsupported.")
+    if not check.cited:
+        return "Citation check: the answer cites none of the sources listed below; compare it with them before relying on it."
+    return None

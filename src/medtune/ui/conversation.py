@@ -69,7 +69,9 @@ def assistant_message(reply: Any, question: str, model: str, backend: str, setti
     if rag_index and answered:
         citations = [_citation(c) for c in (getattr(reply, "citations", None) or [])]
         message.update(grounded=True, rag_index=rag_index, rag_k=rag_k, citations=citations,
-                       evidence=has_evidence(citations))
+                       evidence=has_evidence(citations), cited=list(getattr(reply, "cited", None) or []),
+                       invalid_citations=list(getattr(reply, "invalid_citations", None) or []),
+                       citation_warning=getattr(reply, "citation_warning", None))
     return message
 
 
