@@ -10,22 +10,14 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from .tests_ui_paths import APP  # noqa: E402
+from .tests_ui_paths import ask as _ask  # noqa: E402
+from .tests_ui_paths import start_app  # noqa: E402
 
 TIMEOUT = 60
 
 
 def _start() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _ask(at: AppTest, text: str) -> AppTest:
-    at.chat_input(key="chat_input").set_value(text).run()
-    assert not at.exception, at.exception
-    return at
+    return start_app(TIMEOUT)
 
 
 def _chat_texts(at: AppTest) -> list[str]:

@@ -35,7 +35,8 @@ from medtune.ui.conversation import (  # noqa: E402
 )
 from medtune.ui.sidebar import BUILD_INDEX_COMMAND, RAG_LABEL  # noqa: E402
 
-from .tests_ui_paths import APP  # noqa: E402
+from .tests_ui_paths import ask as _ask  # noqa: E402
+from .tests_ui_paths import start_app  # noqa: E402
 
 TIMEOUT = 180  # the first grounded question loads the MiniLM encoder on CPU
 SLICE = {"2_GARD_QA": 6}  # 6 answered GARD documents, 13 QA pairs
@@ -76,16 +77,7 @@ def rag_ui(rag_index: SimpleNamespace, fake_backend: Any, monkeypatch: pytest.Mo
 
 
 def _start() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _ask(at: AppTest, text: str) -> AppTest:
-    at.chat_input(key="chat_input").set_value(text).run()
-    assert not at.exception, at.exception
-    return at
+    return start_app(TIMEOUT)
 
 
 def _last_assistant(at: AppTest) -> dict[str, Any]:
