@@ -94,15 +94,15 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     per["hit_token_limit"] = [float(g.hit_limit) for g in gens]
     per["latency_s"] = [g.seconds for g in gens]
     per["new_tokens"] = [float(g.new_tokens) for g in gens]
+    signals: dict[str, list[float]] = {}
     if grounded is not None:
         from medtune.evaluate.grounded import grounding_scores
 
-        per.update(grounding_scores(answers, [e.reference for e in examples], grounded.passages))
+        signals = grounding_scores(answers, [e.reference for e in examples], grounded.passages)
+        per.update(signals)
     metrics = scores.means()
-    if grounded is not None:
-        metrics.update({name: sum(values) / len(values) for name, values in per.items()
-                        if name in ("evidence_found", "cites_source", "invalid_citation", "reference_in_index",
-                                    "top_passage_score")})
+    if signals:
+        metrics.update({name: sum(values) / len(values) for name, values in signals.items()})
         if metrics["reference_in_index"] > 0:
             scores.notes.append(f"{metrics['reference_in_index']:.0%} of the questions retrieved their own reference "
                                 "answer: the index holds the test answers; rebuild it with "
