@@ -34,11 +34,9 @@ def ui(
     if backend not in ("transformers", "llamacpp", "ollama", "openai") and ":" not in backend:
         raise UserError(f"--backend {backend}: unknown; choose transformers, llamacpp, ollama or openai.")
     if rag:
-        from medtune.rag.builder import index_dir, read_manifest
+        from medtune.rag.builder import require_manifest
 
-        if read_manifest(rag) is None:
-            raise UserError(f"--rag {rag}: no index in {index_dir(rag)}; build it with "
-                            f"`medtune index build medquad:medquad/MedQuAD_xml.tar.gz --name {rag}`.")
+        require_manifest(rag)
     app = Path(__file__).resolve().parents[1] / "ui" / "app.py"
     env = {**os.environ, "MEDTUNE_UI_MODEL": model, "MEDTUNE_UI_BACKEND": backend,
            "MEDTUNE_UI_MAX_TOKENS": str(max_tokens), "MEDTUNE_UI_TEMPERATURE": str(temperature),

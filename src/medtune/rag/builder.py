@@ -45,6 +45,15 @@ def read_manifest(name: str) -> dict[str, Any] | None:
     return json.loads(file.read_text()) if file.is_file() else None
 
 
+def require_manifest(name: str) -> dict[str, Any]:
+    """The manifest of index ``name``; a one-line error naming the build command when there is none."""
+    manifest = read_manifest(name)
+    if manifest is None:
+        raise UserError(f"index {name!r} not found in {index_dir(name).parent}; build it with "
+                        f"`medtune index build medquad:medquad/MedQuAD_xml.tar.gz --name {name}`.")
+    return manifest
+
+
 def _excluded_answers(folder: Path | None) -> set[str]:
     """Normalised answer hashes of a prepared folder's test split."""
     if folder is None:

@@ -8,13 +8,14 @@ no-evidence threshold meaningful across questions (RRF scores only say how the l
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from medtune.errors import UserError
 from medtune.rag import dense
 from medtune.rag.bm25 import QUESTION_WORDS, BM25Index
-from medtune.rag.builder import index_dir, read_manifest
+from medtune.rag.builder import index_dir, require_manifest
 from medtune.rag.hybrid import RRF_K, reciprocal_rank_fusion
 from medtune.rag.store import VectorStore
 
@@ -64,10 +65,7 @@ class Retriever:
     def __init__(self, name: str, qdrant_url: str | None = None, mode: Mode = "hybrid",
                  candidates: int = 50, fusion: FusionSettings | None = None) -> None:
         """Load the manifest, chunks and BM25 index, and open the vector store of index ``name``."""
-        manifest = read_manifest(name)
-        if manifest is None:
-            raise UserError(f"index {name!r} not found in {index_dir(name).parent}; build it with "
-                            f"`medtune index build medquad:medquad/MedQuAD_xml.tar.gz --name {name}`.")
+        manifest = require_manifest(name)
         if mode not in MODES:
             raise UserError(f"retrieval mode {mode!r}: use one of {', '.join(MODES)}.")
         folder = index_dir(name)
@@ -111,12 +109,13 @@ class Retriever:
         """First ``k`` of ``ranked`` with at most ``per_document`` chunks of any one document (0: no cap)."""
         if per_document <= 0:
             return ranked[:k]
-        kept, seen = [], {}  # type: ignore[var-annotated]
+        kept: list[tuple[str, float]] = []
+        per_document_kept: Counter[str] = Counter()
         for chunk_id, score in ranked:
             document = self.by_id[chunk_id]["document_id"]
-            if seen.get(document, 0) < per_document:
+            if per_document_kept[document] < per_document:
                 kept.append((chunk_id, score))
-                seen[document] = seen.get(document, 0) + 1
+                per_document_kept[document] += 1
                 if len(kept) == k:
                     break
         return kept
