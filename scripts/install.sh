@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Install medtune and everything it needs into ./.venv (idempotent; a second run takes seconds).
-#   bash scripts/install.sh            everything (CPU): train, eval, serve (llama.cpp), ui, rag, dev + chromium
+#   bash scripts/install.sh            everything (CPU): train, eval, guard, serve (llama.cpp), ui, rag, dev + chromium
 #   MEDTUNE_EXTRAS=train,eval bash scripts/install.sh   a subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${MEDTUNE_EXTRAS:-train,eval,serve,ui,rag,dev}"
+extras="${MEDTUNE_EXTRAS:-train,eval,guard,serve,ui,rag,dev}"
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)

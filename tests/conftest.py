@@ -43,3 +43,11 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     (home / "cache" / "models").symlink_to(shared_cache, target_is_directory=True)
     monkeypatch.setenv("MEDTUNE_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def guard():  # type: ignore[no-untyped-def]
+    """The guard with the shipped defaults (rules + the shipped intent classifier), loaded once."""
+    from medtune.guard import Guard
+
+    return Guard()

@@ -60,6 +60,11 @@ class DataConfig(Section):
     multi_answer_policy: Literal["first", "longest", "keep_all"] = Field(
         "first", description="What to keep when one question has several different answers."
     )
+    injection_policy: Literal["reject", "sanitize"] = Field(
+        "reject", description="Rows carrying chat control strings or instructions aimed at an AI (injection, "
+        "poisoned answers): reject them (reason injection_*) or keep them with control strings removed "
+        "(counted as sanitized_injection)."
+    )
     sample_size: int | None = Field(None, ge=1, description="Target rows after cleaning (study: 2k-15k).")
     balance: Literal["equal", "proportional"] = Field(
         "equal", description="equal: same share per source (capped by what a source has); proportional: as found."

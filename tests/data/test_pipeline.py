@@ -109,8 +109,11 @@ def test_control_strings_never_reach_the_rows(tmp_path: Path) -> None:
               f" number {i}."} for i in range(6)]
     lines += [{"question": f"A clean question {i}?", "answer": f"A clean answer number {i}."} for i in range(4)]
     path.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
-    manifest = prepare(DataConfig(sources=[SourceSpec(kind="jsonl", path=str(path))], prompt_style="mistral-inst"),
-                       tmp_path / "out", None, progress=False)
+    rejected = prepare(DataConfig(sources=[SourceSpec(kind="jsonl", path=str(path))], prompt_style="mistral-inst"),
+                       tmp_path / "rejected", None, progress=False)
+    assert rejected["rejected"]["injection_control_strings"] == 6 and rejected["kept"] == 4
+    manifest = prepare(DataConfig(sources=[SourceSpec(kind="jsonl", path=str(path))], prompt_style="mistral-inst",
+                                  injection_policy="sanitize"), tmp_path / "out", None, progress=False)
     assert manifest["modified"]["control_strings"] == 6 and manifest["kept"] == 10
     rows = [json.loads(x) for s in ("train", "validation", "test")
             for x in (tmp_path / "out" / f"{s}.jsonl").read_text().splitlines()]

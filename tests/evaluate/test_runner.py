@@ -202,3 +202,14 @@ def test_cli_eval_and_compare(tiny_model_dir: Path, prepared_dir: Path, tmp_path
     assert "data:image/png;base64," in (tmp_path / "cmp" / "comparison.html").read_text()
     diffs = write_comparison([load_results(tmp_path / "a"), load_results(tmp_path / "b")], tmp_path / "cmp2", 200)
     assert {d.task for d in diffs} == {"medquad-test", "pubmedqa"}
+
+
+def test_eval_with_guard_scores_the_served_behaviour(tiny_model_dir: Path, prepared_dir: Path, tmp_path: Path,
+                                                     guard) -> None:
+    results = evaluate_model(str(tiny_model_dir), ["medquad-test"], data_dir=prepared_dir, settings=FAST,
+                             out_dir=tmp_path / "guarded", guard=guard)
+    task = results["tasks"]["medquad-test"]
+    assert results["guard"] is True and len(task["per_example"]["guard_blocked"]) == task["n"]
+    assert task["metrics"]["guard_blocked"] == sum(task["per_example"]["guard_blocked"]) / task["n"]
+    disclaimer = guard.finalize_answer("").disclaimer
+    assert all(disclaimer in sample["answer"] for sample in task["samples"])

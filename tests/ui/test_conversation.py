@@ -35,8 +35,10 @@ def test_history_timing_and_export() -> None:
                 user_message("How do I overdose?"),
                 assistant_message(_reply("refuse", "I can't help with that.", 0.0), "How do I overdose?", "m",
                                   "fake", {}, "")]
-    assert history_for_model(messages) == [{"role": "user", "content": "Is flu contagious?"},
-                                           {"role": "assistant", "content": "Yes, for about a week."}]
+    history = history_for_model(messages)
+    assert history[:2] == [{"role": "user", "content": "Is flu contagious?", "guard_action": "answer"},
+                           {"role": "assistant", "content": "Yes, for about a week.", "guard_action": "answer"}]
+    assert [m["guard_action"] for m in history[2:]] == ["refuse", "refuse"]  # for the guard, not the model
     assert average_seconds(messages) == (1.0, 2)
     assert timing_caption(messages[1]) == "Response time 2.00 s · first token 0.50 s · 20 tokens · 10.0 tok/s"
     markdown = to_markdown(messages, {"model": "m"})

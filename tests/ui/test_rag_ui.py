@@ -269,7 +269,8 @@ def test_conversation_keeps_citations_and_strips_sources_from_history() -> None:
     assert "rank_score" not in grounded["citations"][0] and grounded["evidence"] is True
     assert answer_text(grounded) == "Flu is viral [1].\n\nNot a doctor."
     messages = [user_message("What is flu?"), grounded]
-    assert history_for_model(messages)[-1] == {"role": "assistant", "content": "Flu is viral [1].\n\nNot a doctor."}
+    assert history_for_model(messages)[-1] == {"role": "assistant", "content": "Flu is viral [1].\n\nNot a doctor.",
+                                               "guard_action": "answer"}
     markdown = to_markdown(messages, {})
     assert "- [1] [Flu — What is flu ?](https://example.org/flu) — MPlus Health Topics · relevance 0.71" in markdown
     assert "  > Flu is a viral infection." in markdown and "\nSources:" not in markdown

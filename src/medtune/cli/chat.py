@@ -22,6 +22,7 @@ def chat(
     from rich.prompt import Prompt
 
     from medtune.cli._assistant import build_assistant, timing_line
+    from medtune.inference.assistant import history_turns
 
     assistant = build_assistant(model, backend, url, temperature, max_new_tokens, 0.9, 40, 1.1, 1, [],
                                 no_guard, guard_config, rag=rag)
@@ -49,9 +50,7 @@ def chat(
                 if reply.text.startswith(reply.raw_answer):
                     console.print(reply.text[len(reply.raw_answer):], markup=False, highlight=False)
                 console.print(f"[dim]{timing_line(reply)}[/]")
-                if reply.decision.action == "answer":
-                    history += [{"role": "user", "content": question},
-                                {"role": "assistant", "content": reply.raw_answer}]
+                history += history_turns(reply)
 
 
 def register(app: typer.Typer) -> None:

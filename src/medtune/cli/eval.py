@@ -29,6 +29,9 @@ def eval_command(
     rag: str | None = typer.Option(None, "--rag", help="Answer free-text questions from this index "
                                    "(`medtune index build ... --name NAME`), citing its passages."),
     rag_k: int = typer.Option(4, "--rag-k", min=1, help="Passages retrieved per question with --rag."),
+    guard: bool = typer.Option(False, "--guard", help="Score the served behaviour: questions go through the guard "
+                               "(its system prompt, canned replies, output checks, disclaimer); writes RUN/eval-guard."),
+    guard_config: str | None = typer.Option(None, "--guard-config", help="Guard YAML file (with --guard)."),
 ) -> None:
     """Evaluate a model: write results.json, report.md and report.html, and print the headline metrics."""
     from rich.table import Table
@@ -46,14 +49,19 @@ def eval_command(
         from medtune.rag import open_retriever
 
         retriever = open_retriever(name=rag)
+    guard_object = None
+    if guard:
+        from medtune.guard import Guard
+
+        guard_object = Guard.from_yaml(guard_config) if guard_config else Guard()
     results = evaluate_model(model, names, limit=limit, shots=shots, data_dir=data, settings=settings, out_dir=out,
-                             rag=retriever, rag_k=rag_k)
+                             rag=retriever, rag_k=rag_k, guard=guard_object)
     table = Table(title=f"medtune eval {model}" + (f" (retrieval: {rag}, k={rag_k})" if rag else ""))
     for column in ("task", "n", "metric", "value"):
         table.add_column(column)
     headline = ("acc", "acc_norm", "random_baseline", "rougeL", "bertscore_f1", "embedding_cosine", "word_overlap",
                 "unsupported_sentence_rate", "hit_token_limit", "evidence_found", "cites_source", "invalid_citation",
-                "reference_in_index", "tokens_per_s")
+                "reference_in_index", "guard_blocked", "guard_output_flagged", "tokens_per_s")
     for name, data_ in results["tasks"].items():
         for metric in headline:
             if metric in data_["metrics"]:

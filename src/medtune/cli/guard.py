@@ -1,15 +1,17 @@
-"""``medtune guard check "text"`` (the guard's decision on one message) and ``medtune guard eval`` (labelled set)."""
+"""``medtune guard check|eval|train``: one message's decision, a labelled set's figures, a new classifier."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
 from medtune.cli._console import console
 
-guard_app = typer.Typer(help="Medical guardrails: check a message, evaluate on the labelled prompt set.",
-                        no_args_is_help=True)
+guard_app = typer.Typer(help="Medical guardrails: check a message, evaluate on a labelled set, train the "
+                             "intent classifier.", no_args_is_help=True)
 CONFIG_HELP = "Guard YAML file (keys override src/medtune/guard/default.yaml)."
 
 
@@ -23,52 +25,103 @@ def _load(config: Path | None):  # type: ignore[no-untyped-def]
 @guard_app.command("check")
 def check(
     text: str = typer.Argument(..., help="A user message to check."),
-    answer: str = typer.Option(None, "--answer", help="Also finalize this model answer (dose checks, disclaimer)."),
+    answer: str = typer.Option(None, "--answer", help="Also finalize this model answer (dose and safety checks)."),
+    history: list[str] = typer.Option(None, "--history", help="An earlier user message (repeatable, oldest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as one JSON object."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
-    """Print the guard's decision (action, category, reason, canned reply, sanitized input) for one message."""
+    """Print the guard's decision (action, category, layer, reason, scores, canned reply) for one message."""
     guard = _load(config)
-    decision = guard.check_input(text)
+    turns = [{"role": "user", "content": h} for h in history or []]
+    decision = guard.check_input(text, history=turns or None)
+    guarded = guard.finalize_answer(answer) if answer is not None else None
+    if as_json:
+        record = asdict(decision)
+        if guarded is not None:
+            record["answer"] = {"text": guarded.text, "dose_warnings": guarded.dose_warnings,
+                                "output_flags": guarded.output_flags}
+        print(json.dumps(record, ensure_ascii=False))
+        return
     console.print(f"[bold]action[/bold]: {decision.action}   [bold]category[/bold]: {decision.category}   "
-                  f"[bold]injection[/bold]: {decision.injection_detected}")
+                  f"[bold]layer[/bold]: {decision.layer}   [bold]injection[/bold]: {decision.injection_detected}")
     console.print("reason: " + decision.reason, markup=False)
+    if decision.scores:
+        console.print("scores: " + ", ".join(f"{k} {v:.2f}" for k, v in decision.scores.items()), markup=False)
     console.print("sanitized input: " + decision.sanitized_input, markup=False)
     if decision.response:
         console.print("\nreply:\n" + decision.response, markup=False)
-    if answer is not None:
-        guarded = guard.finalize_answer(answer)
+    if guarded is not None:
         console.print("\nfinalized answer:\n" + guarded.text, markup=False)
+
+
+def _interval(rate: dict) -> str:  # type: ignore[type-arg]
+    """'0.975 [0.93, 0.99]' or 'n/a'."""
+    if rate["value"] is None:
+        return "n/a"
+    return f"{rate['value']:.3f} [{rate['low']:.2f}, {rate['high']:.2f}]"
 
 
 @guard_app.command("eval")
 def evaluate(
-    prompts: Path = typer.Option(None, "--prompts", help="Labelled JSONL (default: the shipped set)."),
+    prompts: Path = typer.Argument(None, help="Labelled JSONL (prompt + expected); default: the frozen test set."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
     show_errors: bool = typer.Option(True, help="List the misclassified prompts."),
 ) -> None:
-    """Precision/recall per class, accuracy, emergency recall and false emergency rate; then one JSON line."""
-    import json
-
+    """Per-class precision/recall with 95% Wilson intervals, confusion matrix, latency; then one JSON line."""
     from rich.table import Table
 
-    from medtune.guard.evaluation import evaluate_guard, load_labelled, summary_line
+    from medtune.guard.evaluation import (
+        EXPECTED,
+        evaluate_guard,
+        frozen_test_path,
+        load_labelled,
+        summary_line,
+    )
 
-    report = evaluate_guard(_load(config), load_labelled(prompts))
-    table = Table(title=f"guard on {report['rows']} labelled prompts")
-    for column in ("class", "precision", "recall", "support"):
+    source = prompts or frozen_test_path()
+    report = evaluate_guard(_load(config), load_labelled(source))
+    table = Table(title=f"guard on {report['rows']} labelled prompts ({Path(source).name})")
+    for column in ("class", "precision [95% CI]", "recall [95% CI]", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, figures in report["per_class"].items():
-        table.add_row(name, f"{figures['precision']:.3f}", f"{figures['recall']:.3f}", str(figures["support"]))
+        table.add_row(name, _interval(figures["precision"]), _interval(figures["recall"]), str(figures["support"]))
     console.print(table)
-    console.print(f"accuracy {report['accuracy']:.3f} · emergency recall {report['emergency_recall']:.3f} · "
-                  f"false emergency rate on ordinary questions {report['false_emergency_rate']:.3f}")
+    confusion = Table(title="confusion (rows: expected, columns: decided)")
+    confusion.add_column("expected")
+    for name in EXPECTED:
+        confusion.add_column(name.split("_")[0], justify="right")
+    for name in EXPECTED:
+        confusion.add_row(name, *(str(report["confusion"][name][p]) for p in EXPECTED))
+    console.print(confusion)
+    console.print(f"accuracy {_interval(report['accuracy'])} · benign blocked {_interval(report['benign_blocked'])}"
+                  f" · p50 {report['latency_ms']['p50']:.1f} ms · p95 {report['latency_ms']['p95']:.1f} ms")
     if show_errors:
         for error in report["errors"]:
-            console.print(f"  ✗ {error['id']}: expected {error['label']}, got {error['category']}: {error['text']}",
-                          markup=False)
+            console.print(f"  ✗ {error['id']}: expected {error['expected']}, got {error['category']} "
+                          f"({error['layer']}): {error['prompt'][:160]}", markup=False)
     print(json.dumps(summary_line(report)))
 
 
+@guard_app.command("train")
+def train(
+    data: list[Path] = typer.Argument(None, help="Labelled JSONL files (text, label, family, kind); "
+                                                 "default: the shipped training files."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: MEDTUNE_HOME/guard/<date>)."),
+    seed: int = typer.Option(13, help="Seed of the family-grouped validation split."),
+) -> None:
+    """Fit the intent classifier; thresholds from a validation split; writes intent.joblib + model card."""
+    import time
+
+    from medtune.guard.training import default_training_files, train_classifier
+    from medtune.paths import medtune_home
+
+    files = list(data) if data else default_training_files()
+    folder = out or medtune_home() / "guard" / time.strftime("%Y%m%d-%H%M%S")
+    result = train_classifier(files, folder, seed=seed, progress=lambda line: console.print(line, markup=False))
+    console.print(f"[green]wrote[/] {result['artefact']} (+ CARD.md, card.json)")
+    console.print(f"use it with a guard YAML: classifier_path: {folder}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``medtune guard check|eval``."""
+    """Add ``medtune guard check|eval|train``."""
     app.add_typer(guard_app, name="guard")

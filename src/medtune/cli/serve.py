@@ -1,4 +1,4 @@
-"""`medtune serve MODEL`: an OpenAI-compatible server (llama-cpp-python; vLLM on a GPU)."""
+"""`medtune serve MODEL`: a guarded OpenAI-compatible server in front of llama.cpp (or vLLM on a GPU)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,36 @@ from medtune.cli._console import console
 def serve(
     model: str = typer.Argument("smollm2-135m-instruct", help="GGUF file, run (exported first), model folder."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8000, help="Port."),
+    port: int = typer.Option(8000, help="Port of the guarded server."),
+    engine_port: int = typer.Option(None, help="Port of the engine on 127.0.0.1 (default: PORT + 1)."),
     n_ctx: int = typer.Option(2048, help="Context window."),
     engine: str = typer.Option("auto", help="auto | llamacpp | vllm"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the server command only."),
+    upstream: str = typer.Option(None, help="Front an engine already running at this /v1 URL instead."),
+    api_key: str = typer.Option(None, "--api-key", envvar="MEDTUNE_API_KEY",
+                                help="Require `Authorization: Bearer KEY` on every request."),
+    guard_config: str = typer.Option(None, help="Guard YAML file."),
+    no_guard: bool = typer.Option(False, "--no-guard", help="Serve the bare engine without the guard (not for users)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the engine command only."),
 ) -> None:
-    """Serve MODEL at http://HOST:PORT/v1 (use it with `medtune ask --backend openai --url ...`)."""
+    """Serve MODEL at http://HOST:PORT/v1 behind the guard (any OpenAI client, `medtune ask --backend openai`)."""
     import subprocess
 
-    from medtune.export.serve import serve_command
+    from medtune.export.serve import run_guarded_server, serve_command
 
-    command = serve_command(model, host, port, n_ctx, engine)
-    console.print(" ".join(command), markup=False, highlight=False)
-    if dry_run:
-        return
-    console.print(f"[green]serving[/] http://{host}:{port}/v1 (Ctrl-C stops)")
+    if dry_run or no_guard:
+        command = serve_command(model, host if no_guard else "127.0.0.1", port if no_guard else (engine_port or port + 1),
+                                n_ctx, engine)
+        console.print(" ".join(command), markup=False, highlight=False)
+        if dry_run:
+            return
+        console.print(f"[yellow]unguarded[/] engine at http://{host}:{port}/v1 (Ctrl-C stops)")
+        try:
+            raise typer.Exit(subprocess.call(command))
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
     try:
-        raise typer.Exit(subprocess.call(command))
+        run_guarded_server(model, host, port, engine_port, n_ctx, engine, upstream, api_key, guard_config,
+                           log=lambda line: console.print(line, markup=False, highlight=False))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 

@@ -1,8 +1,11 @@
 """Row cleaning: text normalisation, control-string sanitising, empty/length filters, de-duplication and the
 one-question-several-answers policy. Every dropped row is returned with its ``reason``; nothing is lost silently.
 
-Reasons: empty_question, empty_answer, question_too_short, question_too_long, answer_too_short, answer_too_long,
-duplicate_exact, duplicate_normalized, multi_answer.
+Reasons: injection_control_strings, injection_content, empty_question, empty_answer, question_too_short,
+question_too_long, answer_too_short, answer_too_long, duplicate_exact, duplicate_normalized, multi_answer.
+Injection screening (``injection_policy: reject``, the default) drops rows whose raw text carries chat control
+strings or whose text holds instructions aimed at an AI or claims of being a doctor (a poisoned answer is
+never trained on); ``sanitize`` keeps them with control strings removed and counts them.
 """
 
 from __future__ import annotations
@@ -70,6 +73,33 @@ def normalized_key(text: str) -> str:
     return " ".join(kept.split())
 
 
+def injection_reason(question: str, answer: str) -> str | None:
+    """Why a row looks like an injection or a poisoned example, or None (raw texts, before cleaning)."""
+    from medtune.guard.output_checks import check_answer
+
+    if has_control_strings(question) or has_control_strings(answer):
+        return "injection_control_strings"
+    pattern = _injection_pattern()
+    if pattern.search(question) or pattern.search(answer):
+        return "injection_content"
+    if any(flag.check == "echoed_injection" for flag in check_answer(answer)):
+        return "injection_content"
+    return None
+
+
+def _injection_pattern() -> re.Pattern[str]:
+    """The guard's injection phrases, compiled once."""
+    global _INJECTION_RE
+    if _INJECTION_RE is None:
+        from medtune.guard.rules import injection_regex
+
+        _INJECTION_RE = injection_regex()
+    return _INJECTION_RE
+
+
+_INJECTION_RE: re.Pattern[str] | None = None
+
+
 def _length_reason(row: dict[str, Any], cfg: DataConfig) -> str | None:
     """The length filter's reason to drop ``row``, or None."""
     if not row["question"]:
@@ -125,6 +155,12 @@ def clean_rows(rows: list[dict[str, Any]], cfg: DataConfig, progress: bool = Tru
     survivors: list[dict[str, Any]] = []
     for raw in tqdm(rows, desc="cleaning", unit=" rows", disable=None if progress else True, leave=False):
         row = dict(raw)
+        injection = injection_reason(str(row.get("question") or ""), str(row.get("answer") or ""))
+        if injection and cfg.injection_policy == "reject":
+            _reject(result, row, injection)
+            continue
+        if injection:
+            result.modified["sanitized_injection"] += 1
         changed: set[str] = set()
         for name in ("question", "answer", "focus_area", "question_type"):
             row[name], changes = clean_text(row.get(name) or "")

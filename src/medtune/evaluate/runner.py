@@ -69,6 +69,12 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     from medtune.evaluate.metrics import compute_free_text_scores
 
     questions = [e.question for e in examples]
+    guard = context.get("guard")
+    decisions = [guard.check_input(q) for q in questions] if guard is not None else []
+    if guard is not None:
+        # the served behaviour: the guard's system prompt and sanitized question; canned replies unanswered
+        context = {**context, "system_prompt": guard.system_prompt}
+        questions = [d.sanitized_input or q for d, q in zip(decisions, questions, strict=True)]
     grounded = None
     if rag is not None:
         from medtune.evaluate.grounded import grounded_prompts
@@ -88,12 +94,20 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
                             on_batch=lambda n: progress.advance(bar, n))
     seconds = time.perf_counter() - began
     answers = [g.text for g in gens]
+    guard_signals: dict[str, list[float]] = {}
+    if guard is not None:
+        served = [guard.finalize_answer(a) if d.action == "answer" else None for a, d in zip(answers, decisions,
+                                                                                              strict=True)]
+        answers = [s.text if s is not None else (d.response or "") for s, d in zip(served, decisions, strict=True)]
+        guard_signals = {"guard_blocked": [float(d.action != "answer") for d in decisions],
+                         "guard_output_flagged": [float(bool(s and s.output_flags)) for s in served]}
     scores = compute_free_text_scores(answers, [e.reference for e in examples],
                                       bertscore_model=settings.bertscore_model)
     per = scores.per_example
     per["hit_token_limit"] = [float(g.hit_limit) for g in gens]
     per["latency_s"] = [g.seconds for g in gens]
     per["new_tokens"] = [float(g.new_tokens) for g in gens]
+    per.update(guard_signals)
     signals: dict[str, list[float]] = {}
     if grounded is not None:
         from medtune.evaluate.grounded import grounding_scores
@@ -101,6 +115,7 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
         signals = grounding_scores(answers, [e.reference for e in examples], grounded.passages)
         per.update(signals)
     metrics = scores.means()
+    metrics.update({name: sum(values) / len(values) for name, values in guard_signals.items()})
     if signals:
         metrics.update({name: sum(values) / len(values) for name, values in signals.items()})
         if metrics["reference_in_index"] > 0:
@@ -160,8 +175,8 @@ def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, toke
 
 
 def default_out_dir(model: str, context: dict[str, Any]) -> Path:
-    """RUN/eval (RUN/eval-rag with retrieval) for a run folder, else MEDTUNE_HOME/evals/<model>[-rag]-<time>."""
-    suffix = "-rag" if context.get("rag_name") else ""
+    """RUN/eval[-rag][-guard] for a run folder, else MEDTUNE_HOME/evals/<model>[-rag][-guard]-<time>."""
+    suffix = ("-rag" if context.get("rag_name") else "") + ("-guard" if context.get("guard") else "")
     if context["run_dir"] is not None:
         return Path(context["run_dir"]) / f"eval{suffix}"
     stem = Path(model.rstrip("/")).name.replace(".", "_") or "model"
@@ -171,7 +186,7 @@ def default_out_dir(model: str, context: dict[str, Any]) -> Path:
 def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, shots: int = 0,
                    data_dir: str | Path | None = None, settings: EvalConfig | None = None,
                    out_dir: Path | None = None, rag: Any = None, loaded: tuple[Any, Any] | None = None,
-                   rag_k: int = 4) -> dict:
+                   rag_k: int = 4, guard: Any = None) -> dict:
     """Evaluate ``model`` (alias, folder, GGUF or run folder) on ``tasks``; write reports; return results.json.
 
     Args:
@@ -185,6 +200,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
         rag: optional retriever (:func:`medtune.rag.open_retriever`); free-text questions are answered from its
             top ``rag_k`` passages with the grounded prompt of ``medtune ask --rag``.
         loaded: an already loaded ``(model, tokenizer)`` pair (tests, callers that hold one).
+        guard: a :class:`~medtune.guard.Guard`: free-text questions are answered as served (guard system prompt,
+            sanitized question, canned replies for what it blocks, output checks and disclaimer on answers).
     """
     from medtune.evaluate.report import write_reports
 
@@ -195,6 +212,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     context = _run_context(model)
     context["rag_k"] = rag_k
     context["rag_name"] = getattr(rag, "name", "rag") if rag is not None else None
+    context["guard"] = guard
     given = Path(data_dir).expanduser() if data_dir is not None else None
     context["data_dir"] = given
     from medtune.evaluate.tasks.free_text_sets import is_prepared_dir
@@ -217,7 +235,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     lm.eval()
     results: dict[str, Any] = {
         "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
-        "limit": limit, "shots": shots, "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
+        "limit": limit, "shots": shots, "guard": guard is not None, "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
         "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 from medtune.errors import UserError
 
@@ -64,3 +65,58 @@ def serve_command(model: str, host: str = "127.0.0.1", port: int = 8000, n_ctx: 
 
         gguf = Path(export_model(model, quant=quant, verify=False)["gguf"])
     return llamacpp_server_command(gguf, host, port, n_ctx, model_alias=Path(model).name or model)
+
+
+def wait_until_ready(url: str, process: Any = None, timeout: float = 180.0) -> None:
+    """Poll ``url`` (an engine's ``/v1/models``) until it answers 200.
+
+    Raises:
+        UserError: when the engine exits or does not answer within ``timeout`` seconds.
+    """
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise UserError(f"the engine exited with code {process.returncode} before serving; run the printed "
+                            "command by hand to see its error.")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise UserError(f"the engine did not answer at {url} within {timeout:.0f} s; check the model and the port.")
+
+
+def run_guarded_server(model: str, host: str = "127.0.0.1", port: int = 8000, engine_port: int | None = None,
+                       n_ctx: int = 2048, engine: str = "auto", upstream: str | None = None,
+                       api_key: str | None = None, guard_config: str | None = None,
+                       log: Any = print) -> None:
+    """Start the engine on 127.0.0.1:``engine_port`` (unless ``upstream`` is given), then the guarded server."""
+    import subprocess
+
+    import uvicorn
+
+    from medtune.guard import Guard
+    from medtune.inference.server import create_app
+
+    guard = Guard.from_yaml(guard_config) if guard_config else Guard()
+    process = None
+    if upstream is None:
+        engine_port = engine_port or port + 1
+        command = serve_command(model, "127.0.0.1", engine_port, n_ctx, engine)
+        log("engine: " + " ".join(command))
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        upstream = f"http://127.0.0.1:{engine_port}/v1"
+    try:
+        wait_until_ready(f"{upstream.rstrip('/')}/models", process)
+        log(f"guarded server: http://{host}:{port}/v1 -> {upstream} (Ctrl-C stops)")
+        app = create_app(upstream, guard, api_key=api_key, model_name=Path(model).name or model)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)

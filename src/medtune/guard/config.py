@@ -35,6 +35,15 @@ class DrugLimit(_Strict):
     note: str = Field("", description="Shown with the warning, e.g. 'adults; 2 g with liver disease'.")
 
 
+class ModeratorConfig(_Strict):
+    """One optional model moderator (loaded with transformers from a hub id or a local folder)."""
+
+    type: str = Field(description="llama_guard | prompt_guard")
+    model: str = Field(description="Hub id or local folder, e.g. meta-llama/Llama-Guard-3-1B.")
+    threshold: float = Field(0.5, ge=0, le=1, description="prompt_guard: malicious-probability threshold.")
+    device: str = Field("auto", description="auto (CUDA when present) | cpu | cuda.")
+
+
 class Templates(_Strict):
     """Canned replies. ``{kind}`` is the human-readable rule that fired; ``{resources}`` the crisis lines."""
 
@@ -47,6 +56,10 @@ class Templates(_Strict):
     refuse_self_harm: str = Field(description="Refusal for self-harm dosing, with crisis resources.")
     defer: str = Field(description="Deferral for personal diagnosis requests: see a clinician.")
     injection_empty: str = Field(description="Reply when nothing remains after removing injection phrases.")
+    injection_refused: str = Field(description="Reply when the classifier finds instructions aimed at the "
+                                   "assistant that cannot be cut out (e.g. inside pasted text).")
+    output_warnings: dict[str, str] = Field(description="Warning per output check that fires on an answer "
+                                            "(stop_prescribed, claims_doctor, echoed_injection).")
     dose_warning: str = Field(description="Per dose found in an answer; {dose} is the expression.")
     max_dose_warning: str = Field(
         description="When an answer exceeds a maximum daily dose; {drug} {amount} {limit} {note}."
@@ -68,6 +81,15 @@ class GuardConfig(_Strict):
     check_diagnosis: bool = Field(True, description="Defer personal diagnosis requests to a clinician.")
     check_injection: bool = Field(True, description="Remove prompt-injection phrases from user input.")
     check_doses: bool = Field(True, description="Flag dose expressions and maximum daily doses in answers.")
+    check_output: bool = Field(True, description="Flag unsafe advice in answers (stop a prescription, claims "
+                               "to be a doctor, echoed injected instructions).")
+    classifier: bool = Field(True, description="Use the learned intent classifier (needs medtune[guard]).")
+    classifier_path: str | None = Field(None, description="A classifier built by `medtune guard train` "
+                                        "(default: the one shipped in the package).")
+    conversation_turns: int = Field(3, ge=0, description="Earlier user turns checked for a red flag when the "
+                                    "new message is a short follow-up.")
+    moderators: list[ModeratorConfig] = Field(default_factory=list, description="Optional model moderators "
+                                              "(Llama Guard 3, Llama Prompt Guard 2); GPU recommended.")
     extra_injection_phrases: list[str] = Field(
         default_factory=list, description="More regular expressions treated as injection phrases."
     )

@@ -1,9 +1,13 @@
 """The :class:`Guard`: check a user's input before any model call, finalize the model's answer after it.
 
-``check_input`` order: strip chat control strings -> remove injection phrases -> emergency red flags
-(answered at once with a referral) -> misuse/self-harm/harm-others dosing (refuse) -> personal diagnosis
-(defer) -> answer. ``finalize_answer`` flags every dose expression, checks the maximum daily dose table and
-appends the disclaimer. Every decision is logged (logger ``medtune.guard``, optional JSONL audit file).
+``check_input`` runs layers in order and names the one that decided: normalise (NFKC, whitespace) -> strip
+chat control strings and forged turns (``sanitizer``) -> remove injection phrases -> learned intent
+classifier (``classifier``, :mod:`medtune.guard.classifier`) -> optional model moderators (``moderator:<name>``)
+-> high-precision rules (``rules``) -> policy: emergency referral > injection > refusal (self-harm, misuse) >
+deferral (personal diagnosis, self-adjusting a prescription) > answer. A short follow-up after a red flag in
+an earlier user turn keeps the referral (``conversation``). ``finalize_answer`` flags every dose expression,
+maximum daily doses exceeded and unsafe advice (:mod:`medtune.guard.output_checks`), then appends the
+disclaimer. Every decision is logged (logger ``medtune.guard``, optional JSONL audit file).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,10 +24,16 @@ from typing import Literal
 from medtune.guard import rules
 from medtune.guard.config import GuardConfig, default_guard_config, load_guard_config
 from medtune.guard.doses import check_max_doses, find_doses
+from medtune.guard.moderators import build_moderators
+from medtune.guard.output_checks import check_answer
 
 logger = logging.getLogger("medtune.guard")
+_REFUSE_LABELS = {"self_harm": "self-harm", "harm_others": "harming someone", "lethal_dose": "a lethal dose",
+                  "misuse": "misuse"}
 
 Action = Literal["answer", "emergency", "refuse", "defer"]
+#: Short follow-ups ("what should I do?") after an earlier red flag keep the referral: at most this many words.
+FOLLOW_UP_WORDS = 25
 
 
 @dataclass
@@ -33,27 +44,49 @@ class GuardDecision:
     category: str             # "ok", "emergency:<kind>", "refuse:<kind>", "defer:<kind>", "injection"
     reason: str
     response: str | None      # the canned reply for emergency/refuse/defer (None for answer)
-    sanitized_input: str      # control strings and injection phrases removed
+    sanitized_input: str      # normalised; control strings and injection phrases removed
     injection_detected: bool
+    layer: str = "policy"     # sanitizer | classifier | rules | conversation | moderator:<name> | policy
+    scores: dict[str, float] = field(default_factory=dict)   # classifier probabilities (risk classes: max)
 
 
 @dataclass
 class GuardedAnswer:
     """Result of :meth:`Guard.finalize_answer`."""
 
-    text: str                 # answer + dose warning(s) + disclaimer
+    text: str                 # answer + dose/safety warning(s) + disclaimer
     dose_warnings: list[str] = field(default_factory=list)
     disclaimer: str = ""
+    output_flags: list[str] = field(default_factory=list)   # unsafe-advice checks that fired (names)
+
+
+@dataclass
+class _Signals:
+    """What the layers found in one message."""
+
+    text: str
+    injected: bool
+    notes: list[str]
+    flagged: set[str]
+    kind: str | None
+    scores: dict[str, float]
+    rule_hits: dict[str, rules.RuleHit]
 
 
 class Guard:
-    """Medical guardrails: emergency referral, refusal/deferral templates, injection removal, dose checks."""
+    """Layered medical guardrails: normalise -> strip control strings -> classifier -> rules -> policy."""
 
     def __init__(self, config: GuardConfig | None = None) -> None:
-        """Use ``config`` (default: the shipped ``default.yaml``)."""
+        """Use ``config`` (default: the shipped ``default.yaml``); loads the intent classifier unless disabled."""
         self.config = config or default_guard_config()
         self.system_prompt: str = self.config.system_prompt
         self._injection = rules.injection_regex(self.config.extra_injection_phrases)
+        self.classifier = None
+        if self.config.classifier:
+            from medtune.guard.classifier import load_classifier
+
+            self.classifier = load_classifier(self.config.classifier_path)
+        self.moderators = build_moderators(self.config.moderators)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Guard:
@@ -61,57 +94,156 @@ class Guard:
         return cls(load_guard_config(path))
 
     # ----------------------------------------------------------------------------------------------- input
-    def check_input(self, user_text: str) -> GuardDecision:
-        """Decide what to do with a user's message before any model call."""
-        cfg, templates = self.config, self.config.templates
-        text, control = rules.remove_chat_turns(user_text)
+    def sanitize(self, text: str) -> str:
+        """Normalised text with control strings, forged turns and injection phrases removed (for history)."""
+        return self._sanitize(text)[0]
+
+    def _sanitize(self, text: str) -> tuple[str, str, list[str], list[str]]:
+        """(sanitized, control-stripped, removed control items, removed injection phrases)."""
+        from medtune.data.cleaning import clean_text
+
+        nfkc = unicodedata.normalize("NFKC", text)
+        stripped, control = rules.remove_chat_turns(nfkc)
+        stripped = clean_text(stripped)[0]
         phrases: list[str] = []
-        if cfg.check_injection:
-            text, phrases = rules.remove_injection(text, self._injection)
-        injected = bool(phrases or control)
+        sanitized = stripped
+        if self.config.check_injection:
+            sanitized, phrases = rules.remove_injection(stripped, self._injection)
+        return sanitized, stripped, control, phrases
+
+    def _signals(self, user_text: str) -> _Signals:
+        """Run every layer on one message."""
+        cfg = self.config
+        sanitized, stripped, control, phrases = self._sanitize(user_text)
         notes = []
         if control:
             notes.append("removed: " + ", ".join(control))
         if phrases:
             notes.append("injection phrases removed: " + "; ".join(repr(p) for p in phrases[:5]))
-        suffix = f" ({'; '.join(notes)})" if notes else ""
+        flagged: set[str] = set()
+        scores: dict[str, float] = {}
+        kind = None
+        if self.classifier is not None and sanitized:
+            clean = self.classifier.score(sanitized.casefold())
+            scores, kind = dict(clean.probs), clean.kind
+            # one embedding per check: the sanitized text (when the sanitizer removed something, the message is
+            # an injection already; otherwise it differs from the raw text only in case)
+            flagged = set(clean.flagged) if cfg.check_injection else set(clean.flagged) - {"injection"}
+            if "injection" in flagged:
+                notes.append(f"classifier: injection p={scores['injection']:.2f}")
+        for moderator in self.moderators:
+            for name in moderator.flags(sanitized or stripped):
+                flagged.add(name)
+                notes.append(f"moderator {moderator.name}: {name}")
+        hits: dict[str, rules.RuleHit] = {}
+        if sanitized:
+            if cfg.check_emergency and (hit := rules.find_emergency(sanitized)):
+                hits["emergency"] = hit
+            if cfg.check_refusal and (hit := rules.find_refusal(sanitized)):
+                hits["self_harm" if hit.kind in ("self_harm", "lethal_dose") else "misuse"] = hit
+            if cfg.check_diagnosis and (hit := rules.find_diagnosis_request(sanitized)):
+                hits["defer"] = hit
+        injected = bool(control or phrases) or "injection" in flagged
+        return _Signals(sanitized, injected, notes, flagged, kind, scores, hits)
 
-        if injected and not text:
+    def check_input(self, user_text: str, history: list[dict[str, str]] | None = None) -> GuardDecision:
+        """Decide what to do with a user's message (and the earlier user turns of ``history``)."""
+        cfg, templates = self.config, self.config.templates
+        sig = self._signals(user_text)
+        suffix = f" ({'; '.join(sig.notes)})" if sig.notes else ""
+        injected = sig.injected or "injection" in sig.flagged
+
+        def layer(name: str) -> str:
+            return "rules" if name in sig.rule_hits else self._flag_layer(sig, name)
+
+        rule_only_suicidal = ("emergency" not in sig.flagged and "self_harm" in sig.flagged
+                              and sig.rule_hits.get("emergency", rules.RuleHit("", "")).kind == "suicidal"
+                              and rules.asks_for_method(sig.text))
+        if rule_only_suicidal:
+            # a request for self-harm information worded like a statement (validation): the self-harm reply,
+            # which carries the crisis lines, not the emergency-services referral
+            sig.rule_hits.pop("emergency")
+        if cfg.check_emergency and ("emergency" in sig.flagged or "emergency" in sig.rule_hits):
+            hit = sig.rule_hits.get("emergency")
+            kind = rules.RULE_KINDS.get(hit.kind, hit.kind) if hit else (sig.kind or "unspecified")
+            why = f"red flag {hit.match!r}" if hit else f"classifier p={sig.scores.get('emergency', 0):.2f}"
+            return self._decide("emergency", f"emergency:{kind}", why + suffix, self._emergency_reply(kind),
+                                sig, injected, user_text, layer("emergency"))
+        if cfg.check_emergency and (earlier := self._earlier_emergency(user_text, history)):
+            kind, why = earlier
+            return self._decide("emergency", f"emergency:{kind}", why + suffix, self._emergency_reply(kind),
+                                sig, injected, user_text, "conversation")
+        if injected and not sig.text:
             return self._decide("refuse", "injection", "only injection phrases, nothing left to answer" + suffix,
-                                self._with_disclaimer(templates.injection_empty), text, True, user_text)
-        if cfg.check_emergency and (hit := rules.find_emergency(text)):
-            kind_line = templates.emergency_kinds.get(hit.kind, "")
-            reply = templates.emergency.format(kind_line=kind_line, kind=hit.kind.replace("_", " "))
-            return self._decide("emergency", f"emergency:{hit.kind}", f"red flag {hit.match!r}{suffix}",
-                                self._with_disclaimer(reply), text, injected, user_text)
-        if cfg.check_refusal and (hit := rules.find_refusal(text)):
-            label = {"self_harm": "self-harm", "harm_others": "harming someone", "lethal_dose": "a lethal dose",
-                     "misuse": "misuse"}[hit.kind]
-            if hit.kind in ("self_harm", "lethal_dose"):
-                reply = templates.refuse_self_harm.format(kind=label, resources=templates.crisis_resources)
-            else:
-                reply = templates.refuse.format(kind=label)
-            return self._decide("refuse", f"refuse:{hit.kind}", f"misuse wording {hit.match!r}{suffix}",
-                                self._with_disclaimer(reply), text, injected, user_text)
-        if cfg.check_diagnosis and (hit := rules.find_diagnosis_request(text)):
-            return self._decide("defer", f"defer:{hit.kind}", f"personal diagnosis request {hit.match!r}{suffix}",
-                                self._with_disclaimer(templates.defer), text, injected, user_text)
+                                self._with_disclaimer(templates.injection_empty), sig, True, user_text,
+                                "sanitizer")
+        if "injection" in sig.flagged:
+            return self._decide("refuse", "injection", "instructions aimed at the assistant" + suffix,
+                                self._with_disclaimer(templates.injection_refused), sig, True, user_text,
+                                self._flag_layer(sig, "injection"))
+        for name, kind_label in (("self_harm", "self-harm"), ("misuse", "misuse")):
+            if cfg.check_refusal and (name in sig.flagged or name in sig.rule_hits):
+                hit = sig.rule_hits.get(name)
+                label = _REFUSE_LABELS.get(hit.kind, kind_label) if hit else kind_label
+                category = f"refuse:{hit.kind}" if hit else f"refuse:{name}"
+                if name == "self_harm":
+                    reply = templates.refuse_self_harm.format(kind=label, resources=templates.crisis_resources)
+                else:
+                    reply = templates.refuse.format(kind=label)
+                why = f"misuse wording {hit.match!r}" if hit else f"classifier p={sig.scores.get(name, 0):.2f}"
+                return self._decide("refuse", category, why + suffix, self._with_disclaimer(reply), sig,
+                                    injected, user_text, layer(name))
+        if cfg.check_diagnosis and ("defer" in sig.flagged or "defer" in sig.rule_hits):
+            hit = sig.rule_hits.get("defer")
+            why = f"personal diagnosis request {hit.match!r}" if hit else \
+                f"classifier p={sig.scores.get('defer', 0):.2f}"
+            return self._decide("defer", "defer:diagnosis", why + suffix, self._with_disclaimer(templates.defer),
+                                sig, injected, user_text, layer("defer"))
         if injected:
-            return self._decide("answer", "injection", "answering the sanitized input" + suffix, None, text, True,
-                                user_text)
-        return self._decide("answer", "ok", "no rule fired" + suffix, None, text, False, user_text)
+            return self._decide("answer", "injection", "answering the sanitized input" + suffix, None, sig, True,
+                                user_text, "sanitizer")
+        return self._decide("answer", "ok", "no layer flagged it" + suffix, None, sig, False, user_text, "policy")
+
+    def _flag_layer(self, sig: _Signals, name: str) -> str:
+        """Which non-rule layer flagged ``name``."""
+        for note in sig.notes:
+            if note.startswith("moderator ") and note.endswith(f": {name}"):
+                return "moderator:" + note.split()[1].rstrip(":")
+        return "classifier"
+
+    def _earlier_emergency(self, user_text: str, history: list[dict[str, str]] | None) -> tuple[str, str] | None:
+        """An emergency in one of the last user turns, when this message is a short follow-up."""
+        if not history or len(user_text.split()) > FOLLOW_UP_WORDS:
+            return None
+        earlier = [m["content"] for m in history if m.get("role") == "user"][-self.config.conversation_turns:]
+        for text in reversed(earlier):
+            sig = self._signals(text)
+            hit = sig.rule_hits.get("emergency")
+            if hit or "emergency" in sig.flagged:
+                kind = rules.RULE_KINDS.get(hit.kind, hit.kind) if hit else (sig.kind or "unspecified")
+                return kind, "follow-up to an earlier red flag in this conversation"
+        return None
+
+    def _emergency_reply(self, kind: str) -> str:
+        """The referral for one emergency kind."""
+        templates = self.config.templates
+        reply = templates.emergency.format(kind_line=templates.emergency_kinds.get(kind, ""),
+                                           kind=kind.replace("_", " "))
+        return self._with_disclaimer(reply)
 
     def _with_disclaimer(self, reply: str) -> str:
         """A canned reply followed by the disclaimer."""
         return f"{reply.strip()}\n\n{self.config.disclaimer.strip()}"
 
-    def _decide(self, action: Action, category: str, reason: str, response: str | None, sanitized: str,
-                injected: bool, original: str) -> GuardDecision:
+    def _decide(self, action: Action, category: str, reason: str, response: str | None, sig: _Signals,
+                injected: bool, original: str, layer: str) -> GuardDecision:
         """Build, log and audit one decision."""
         decision = GuardDecision(action=action, category=category, reason=reason, response=response,
-                                 sanitized_input=sanitized, injection_detected=injected)
+                                 sanitized_input=sig.text, injection_detected=injected, layer=layer,
+                                 scores={k: round(v, 4) for k, v in sig.scores.items()})
         level = logging.INFO if action == "answer" and not injected else logging.WARNING
-        logger.log(level, "guard input: action=%s category=%s reason=%s", action, category, reason)
+        logger.log(level, "guard input: action=%s category=%s layer=%s reason=%s", action, category, layer,
+                   reason)
         record = {k: v for k, v in asdict(decision).items() if k not in ("response", "sanitized_input")}
         self._audit({"stage": "input", **record}, original)
         return decision
@@ -131,7 +263,7 @@ class Guard:
 
     # ---------------------------------------------------------------------------------------------- output
     def finalize_answer(self, answer: str) -> GuardedAnswer:
-        """Append dose warnings (each dose; any maximum daily dose exceeded) and the disclaimer to ``answer``."""
+        """Append dose warnings, unsafe-advice warnings (output checks) and the disclaimer to ``answer``."""
         templates, warnings = self.config.templates, []
         if self.config.check_doses:
             for excess in check_max_doses(answer, self.config.max_daily_doses):
@@ -144,6 +276,9 @@ class Guard:
                 if dose.text.lower() not in seen:
                     seen.add(dose.text.lower())
                     warnings.append(templates.dose_warning.format(dose=dose.text).strip())
+        flags = check_answer(answer) if self.config.check_output else []
+        for flag in flags:
+            warnings.append(self.config.templates.output_warnings[flag.check].strip())
         disclaimer = self.config.disclaimer.strip()
         parts = [answer.strip()]
         if warnings:
@@ -152,5 +287,6 @@ class Guard:
         text = "\n\n".join(p for p in parts if p)
         logger.log(logging.WARNING if warnings else logging.INFO, "guard answer: %d dose warning(s)%s",
                    len(warnings), "".join(f"; {w}" for w in warnings[:3]))
-        self._audit({"stage": "answer", "dose_warnings": warnings}, answer)
-        return GuardedAnswer(text=text, dose_warnings=warnings, disclaimer=disclaimer)
+        self._audit({"stage": "answer", "dose_warnings": warnings, "output_flags": [f.check for f in flags]}, answer)
+        return GuardedAnswer(text=text, dose_warnings=warnings, disclaimer=disclaimer,
+                             output_flags=[f.check for f in flags])

@@ -32,49 +32,58 @@ HYPOTHETICAL = re.compile(
     r"someone who|people (?:who|with)|patients? (?:who|with)|a person (?:who|with)|in case of|in general|"
     r"what (?:should|do|can) (?:you|i|we|one) do (?:if|when|for))\b", _F)
 #: Past-only markers: history, not an emergency now (unless "now" is also said).
-PAST = re.compile(r"\b(?:last (?:year|month|week)|\d+ (?:years?|months?|weeks?) (?:ago|a go|back)|years ago|in (?:19|20)\d\d|"
+PAST = re.compile(r"\b(?:last (?:year|month|week)|\d+ (?:years?|months?|weeks?) (?:ago|a go|back)|years ago|in (?:19|"
+                  r"20)\d\d|"
                   r"history of|used to|when i was|had (?:a|an|my) (?:heart attack|stroke|seizure|anaphyla\w*)|"
                   r"recover(?:y|ing) from|after (?:my|his|her) (?:heart attack|stroke))\b", _F)
 #: Recurring or triggered symptoms: a question for a clinic visit, not an emergency (unless acute cues).
 CHRONIC = re.compile(r"\b(?:sometimes|occasionally|often|usually|every time|whenever|when(?:ever)? i(?:'m| am| get| "
-                     r"exercise| run| eat| cough| climb| stand| lie)|comes and goes|on and off|at night|for (?:a few |"
+                     r"exercise| run| eat| cough| climb| stand| lie)|comes and goes|on and off|at night|"
+                     r"for (?:a few |"
                      r"several |many )?(?:weeks|months|years)|is (?:that|this|it) (?:common|normal|serious))\b", _F)
 ACUTE = re.compile(r"\b(?:right now|now|just|sudden(?:ly)?|all of a sudden|started|minutes? ago|an hour ago|"
-                   r"tonight|won't stop|getting worse|blue|purple|unconscious|unresponsive|no pulse|won't wake)\b", _F)
+                   r"tonight|won't stop|getting worse|blue|purple|unconscious|unresponsive|no pulse|"
+                   r"won't wake)\b", _F)
 NOW = re.compile(r"\b(?:right now|now|currently|just|at the moment|this minute|won't stop|keeps?)\b", _F)
 _CLAUSES = re.compile(r"[.?!;\n]+|\s+-\s+|,\s*(?:but|and|so)\s+")
 
 #: Emergency kinds -> symptom patterns. ``intrinsic`` kinds carry their own first-person cue.
 EMERGENCY: dict[str, str] = {
-    "chest_pain": r"clutching (?:my|his|her|their) chest|chest (?:pains?|pressure|tightness|hurts|is (?:\w+ )?(?:tight|hurting)|feels (?:\w+ )?(?:tight|heavy))|"
+    "chest_pain": r"clutching (?:my|his|her|their) chest|chest (?:pains?|pressure|tightness|hurts|"
+                  r"is (?:\w+ )?(?:tight|hurting)|feels (?:\w+ )?(?:tight|heavy))|"
                   r"crushing (?:pain|pressure)|pain (?:in|across) (?:my|his|her) chest|having a heart attack|"
                   r"(?:pain|numbness) (?:spreading|radiating|going) (?:to|down|into) (?:my|his|her) (?:left )?"
                   r"(?:arm|jaw)|my chest pain",
     "stroke": r"face (?:is )?(?:drooping|droops|droopy|went numb)|(?:speech|words?) (?:is |are )?(?:\w+ )?"
               r"(?:garbled|jumbled|slurred|not making sense)|(?:my|his|her) (?:left |right )?(?:hand|arm|leg) "
-              r"(?:won't|will not|doesn't|does not|can't|cannot) (?:work|move)|(?:drooping|droopy) (?:face|mouth|smile)|"
+              r"(?:won't|will not|doesn't|does not|can't|cannot) (?:work|move)|(?:drooping|droopy) (?:face|mouth|"
+              r"smile)|"
               r"(?:face|smile|mouth) (?:is |looks |went )?(?:\w+ )?(?:lopsided|crooked|uneven)|"
               r"can(?:'t|not|t) (?:get|find) (?:my|his|her|their) words(?: out)?|"
               r"(?:one|left|right) side of (?:my|his|her) (?:face|body|mouth)|slurr(?:ed|ing)|"
               r"can(?:'t|not|t) (?:move|feel|lift|raise) (?:my|his|her) (?:left |right )?(?:arm|leg|hand)|"
               r"having a stroke|sudden(?:ly)? (?:weakness|numbness|confus\w+|can't speak)|"
               r"worst headache of (?:my|his|her) life",
-    "suicidal": r"suicidal|thinking (?:of|about) (?:suicide|ending it)|kill(?:ing)? (?:myself|ourselves)|tried to (?:kill|hang|drown|poison|shoot|hurt) myself|hang(?:ing)? myself|"
-                r"(?:a |the )?plan to (?:end|kill|take) (?:my|myself)|(?:hurt(?:ing)?|harm(?:ing)?|cut(?:ting)?) (?:myself|ourselves)"
+    "suicidal": r"suicidal|thinking (?:of|about) (?:suicide|ending it)|kill(?:ing)? (?:myself|ourselves)|"
+                r"tried to (?:kill|hang|drown|poison|shoot|hurt) myself|hang(?:ing)? myself|"
+                r"(?:a |the )?plan to (?:end|kill|take) (?:my|myself)|(?:hurt(?:ing)?|harm(?:ing)?|"
+                r"cut(?:ting)?) (?:myself|ourselves)"
                 r"(?! (?:when|while|during|at|in|on|playing|lifting|running|by accident)\b| accidentally)|"
                 r"take all (?:of )?my (?:pills|meds|medication|tablets)|so (?:that )?i (?:don't|do not|won't|never) "
                 r"wake up|"
                 r"end (?:my|his|her) (?:own )?life|end it all|take my (?:own )?life|(?:want|wants|going) to die|"
                 r"better off dead|don't want to (?:live|be alive|wake up)|no reason to live",
     "anaphylaxis": r"throat (?:is |feels )?(?:closing|swelling|swollen|tight)|(?:throat|tongue|lips?|face) and "
-                   r"(?:my |his |her )?(?:throat|tongue|lips?|face|eyes) (?:are |is )?(?:closing|swelling|swollen)|(?:tongue|lips?|face) (?:is |are )?"
+                   r"(?:my |his |her )?(?:throat|tongue|lips?|face|eyes) (?:are |is )?(?:closing|swelling|swollen)|"
+                   r"(?:tongue|lips?|face) (?:is |are )?"
                    r"(?:swelling|swollen|puffing)|anaphyla\w+|(?:need|use|used) (?:my|his|her|the) epi ?pen",
     "overdose": r"overdos(?:ed|ing)|(?:took|swallowed|taken|ate|had|drank) (?:about |around |like |maybe )?"
                 r"(?:\d+|a (?:whole|full|handful|bottle|pack)|an entire|all (?:of )?(?:my|the|his|her)|"
                 r"the (?:whole|rest)|too many|way too many|too much)\b[^.?!]{0,40}?"
                 r"(?:pills?|tablets?|capsules?|bottle|pack|tylenol|paracetamol|acetaminophen|ibuprofen|advil|"
                 r"aspirin|benadryl|xanax|valium|oxy\w*|painkillers|sleeping|meds|medicine)|"
-                r"(?:ate|swallowed|got into|chewed|took|taken|had) (?:some|a few|several|a bunch|a lot|loads|a load|a ton)\b[^.?!]{0,40}?"
+                r"(?:ate|swallowed|got into|chewed|took|taken|had) (?:some|a few|several|a bunch|a lot|loads|a load|"
+                r"a ton)\b[^.?!]{0,40}?"
                 r"(?:pills?|tablets?|capsules?|gummies|meds|medicine)",
     "poisoning": r"(?:drank|drunk|swallowed|ate|eaten|ingested|licked|chewed|got into) (?:some |a |the |a bit of |"
                  r"a little |an? )?(?:\w+ )?(?:bleach|antifreeze|drain cleaner|detergent|laundry pods?|dishwasher"
@@ -90,25 +99,38 @@ EMERGENCY: dict[str, str] = {
                    r"throwing up|vomiting|passed out|knocked out|unconscious|won't wake|slurr\w+|seizure)|"
                    r"knocked (?:out|unconscious)",
     "breathing": r"can(?:'t|not|t) (?:breathe|breath|catch (?:my|his|her) breath)|(?:isn't|is not|not|stopped|"
-                 r"stops) breathing|(?:barely|hardly) breathing|breathing (?:is )?(?:very )?(?:shallow|slow|weird)|struggling to breathe|gasping|choking|(?:lips|face) (?:are |is )?"
+                 r"stops) breathing|(?:barely|hardly) breathing|breathing (?:is )?(?:very )?(?:shallow|slow|weird)|"
+                 r"struggling to breathe|gasping|choking|(?:lips|face) (?:are |is )?"
                  r"(?:turning )?(?:blue|purple|grey|gray)|turning blue",
-    "unconscious": r"(?:going|about) to (?:pass out|faint|black out)|unconscious|unresponsive|(?:not|isn't|is not|stopped) responding|(?:won't|will not|can't|cannot) (?:wake|be woken)|not waking up|"
+    "unconscious": r"(?:going|about) to (?:pass out|faint|black out)|unconscious|unresponsive|(?:not|isn't|is not|"
+                   r"stopped) responding|(?:won't|will not|can't|cannot) (?:wake|be woken)|not waking up|"
                    r"collapsed|passed out and|fainted and (?:isn't|won't|is not)|no pulse",
     "seizure": r"(?:having|is having|in the middle of) (?:a )?(?:seizure|fit)|seizing|convuls\w+|"
                r"seizure (?:right now|won't stop|for \d+|that)|(?:shaking|jerking) (?:all over|uncontrollably)",
+}
+#: Rule kinds -> the emergency kinds of the policy and the classifier (templates are keyed by these).
+RULE_KINDS: dict[str, str] = {
+    "chest_pain": "cardiac", "stroke": "stroke", "suicidal": "suicidal", "anaphylaxis": "breathing_anaphylaxis",
+    "breathing": "breathing_anaphylaxis", "overdose": "poisoning_overdose", "poisoning": "poisoning_overdose",
+    "bleeding": "bleeding_trauma", "head_injury": "bleeding_trauma", "unconscious": "unresponsive",
+    "seizure": "seizure",
 }
 _EMERGENCY_RE = {kind: re.compile(rf"\b(?:{pattern})", _F) for kind, pattern in EMERGENCY.items()}
 _INTRINSIC = {"suicidal"}
 
 #: Refusal rules: dosing meant for misuse, self-harm or harming someone.
-_DOSE_QUERY = (r"(?:how (?:much|many)|(?:the )?most \w+ (?:i|you) can|i can take|what (?:dose|amount|quantity|number)|how to|how do i|how can i|best way|"
-               r"enough|which (?:pills?|drugs?|meds?|medicines?|painkillers)|(?:a good|the right|a safe) (?:amount|dose)|(?:strongest|best|easiest) (?:\w+ )?(?:drugs?|pills?|meds?|medicines?)|what (?:\w+ )?(?:pills?|drugs?|meds?|medications?|medicines?)|(?:could|can|should) i use|"
+_DOSE_QUERY = (r"(?:how (?:much|many)|(?:the )?most \w+ (?:i|you) can|i can take|what (?:dose|amount|quantity|"
+               r"number)|how to|how do i|how can i|best way|"
+               r"enough|which (?:pills?|drugs?|meds?|medicines?|painkillers)|(?:a good|the right|a safe) (?:amount|"
+               r"dose)|(?:strongest|best|easiest) (?:\w+ )?(?:drugs?|pills?|meds?|medicines?)|"
+               r"what (?:\w+ )?(?:pills?|drugs?|meds?|medications?|medicines?)|(?:could|can|should) i use|"
                r"can i (?:take|use|mix|crush|snort|inject)|should i take|mg of|dose of|dosage)")
 REFUSE: dict[str, str] = {
     "self_harm": r"(?:would|will|to|that) (?:kill|end) (?:me|myself)|to (?:die|end it)\b|"
                  r"overdose (?:on purpose|intentionally|deliberately)|(?:intentionally|deliberately|purposely) "
                  r"overdose|(?:never|not) wake up|painless(?:ly)? (?:way|death|to die)|to hurt myself",
-    "harm_others": r"(?:(?:put|send|get) (?:him|her|them|someone|somebody|a person|my \w+) (?:in|into) a coma|(?:so|and) (?:that )?(?:she|he|they) (?:doesn't|does not|don't|won't|will not) "
+    "harm_others": r"(?:(?:put|send|get) (?:him|her|them|someone|somebody|a person|my \w+) (?:in|into) a coma|(?:so|"
+                   r"and) (?:that )?(?:she|he|they) (?:doesn't|does not|don't|won't|will not) "
                    r"(?:notice|know|find out|wake up)|put (?:my \w+|her|him|them|someone) to sleep|"
                    r"without (?:him|her|them|my \w+|someone|anyone) (?:knowing|noticing)|without (?:his|her|"
                    r"their) (?:knowledge|consent)|spike (?:a|her|his|their|someone's|my \w+'s) drink|"
@@ -120,7 +142,8 @@ REFUSE: dict[str, str] = {
                    r"(?:would |will |could )?kill|(?:would|will|to) (?:kill|be fatal to) (?:a person|someone|"
                    r"a human|an adult)|ld50",
     "misuse": r"(?:get|getting|gets|feel|be) (?:really |so |very |super |properly )?(?:high|stoned|buzzed|"
-              r"a buzz|a high|messed up|fucked up|wasted|euphoric)|gets? (?:you|me|people|someone) (?:high|stoned|buzzed|euphoric|wasted|messed up)|recreational(?:ly)?|for fun|(?:for|get) a "
+              r"a buzz|a high|messed up|fucked up|wasted|euphoric)|gets? (?:you|me|people|someone) (?:high|stoned|"
+              r"buzzed|euphoric|wasted|messed up)|recreational(?:ly)?|for fun|(?:for|get) a "
               r"(?:high|buzz|rush)|(?:to|and) trip\b|(?:trip|tripping) (?:on|balls)|the best high|"
               r"(?:get|for) (?:the|a) (?:full|better|stronger|bigger|best) (?:high|buzz|rush)|"
               r"(?:crush|snort|inject|shoot up|smoke) (?:my |crushed |the )?(?:\w+ )?(?:pills?|tablets?|oxy\w*|"
@@ -147,10 +170,13 @@ _NOT_GAP = (r"(?:linked|related|caused|causes?|associated|true|safe|dangerous|go
             r"treatable|curable|used|a sign|a symptom|worse|better|risk)\b")
 #: Deferral rules: a personal diagnosis.
 DIAGNOSIS = re.compile(
-    rf"\b(?:diagnose (?:me|my|him|her|this)|(?<!why )(?:do|does|could|might) (?:i|you think i|my \w+) (?:have|has|got)"
+    rf"\b(?:diagnose (?:me|my|him|her|this)|(?<!why )(?:do|does|could|might) (?:i|you think i|my \w+) (?:have|has|"
+    rf"got)"
     r"(?! to\b| any (?:options|choices)\b)|"
     r"(?:have|has) (?:i|my \w+) got|what(?:'s| is) wrong with (?:me|my|him|her)|what (?:disease|condition|"
-    r"illness|infection|cancer) (?:do|does) (?:i|my \w+|he|she) have|do(?:es)? (?:my|these|this) (?:\w+ )?(?:symptoms?|results?|rash|numbers?|readings?) mean (?:that )?(?:i|my \w+) (?:have|has|am|is)|am i (?:hypertensive|asthmatic|pregnant|diabetic|autistic|"
+    r"illness|infection|cancer) (?:do|does) (?:i|my \w+|he|she) have|do(?:es)? (?:my|these|"
+    r"this) (?:\w+ )?(?:symptoms?|results?|rash|numbers?|readings?) mean (?:that )?(?:i|my \w+) (?:have|has|am|is)|"
+    r"am i (?:hypertensive|asthmatic|pregnant|diabetic|autistic|"
     rf"anemic|anaemic|depressed|bipolar|infected|sick with|dying)|is (?:it|that) (?:an? )?(?:{_CONDITIONS})\b{_END}|"
     rf"is (?:this|my [\w']+(?: \w+)?)(?: (?!{_NOT_GAP})[\w']+){{0,5}}? (?:an? )?(?:{_CONDITIONS})\b{_END}|"
     r"(?:tell|confirm|let me know) (?:me )?(?:if|whether|what) (?:i|my \w+) (?:have|has)|"
@@ -159,7 +185,8 @@ DIAGNOSIS = re.compile(
     r"gallstones|an ulcer|sciatica|shingles|a fracture|broken)\b|"
     r"(?:could|can|might|am) i (?:be )?(?:diabetic|pre-?diabetic|anemic|anaemic|hypertensive|asthmatic|allergic to|"
     r"lactose intolerant|gluten intolerant|celiac|coeliac|having a miscarriage|pregnant)\b|"
-    rf"(?:could|can|might) (?:this|it|my [\w']+(?: \w+)?)(?: [\w']+){{0,4}}? be(?: (?!{_NOT_GAP})[\w']+){{0,3}}? (?:an? )?"
+    rf"(?:could|can|might) (?:this|it|"
+    rf"my [\w']+(?: \w+)?)(?: [\w']+){{0,4}}? be(?: (?!{_NOT_GAP})[\w']+){{0,3}}? (?:an? )?"
     rf"(?:{_CONDITIONS})\b|"
     r"(?:does|do) (?:this|that|these|my [\w']+) (?:\w+ )?(?:sound|look|seem) like\b|what(?:'s| is| would be) "
     r"my diagnosis|give me a diagnosis|based on my symptoms|which (?:disease|condition) (?:is it|do i have))\b", _F)
@@ -169,7 +196,8 @@ INJECTION: tuple[str, ...] = (
     r"(?:ignore|disregard|forget|override|bypass|skip) (?:all |any |the |your |my )*(?:previous |prior |above |"
     r"earlier |original |initial |safety |system )*(?:instructions?|rules|prompts?|guidelines|guardrails|"
     r"restrictions|programming|directives|policies|constraints)",
-    r"you are (?:now|no longer)\b(?:(?! and | then )[^.?!,:])*", r"from now on,? you(?:'re| are| will)\b(?:(?! and | then )[^.?!,:])*",
+    r"you are (?:now|no longer)\b(?:(?! and |"
+    r" then )[^.?!,:])*", r"from now on,? you(?:'re| are| will)\b(?:(?! and | then )[^.?!,:])*",
     r"(?:reveal|show|print|repeat|output|tell me|what(?:'s| is)) (?:me )?(?:your|the) (?:system )?"
     r"(?:prompt|instructions|rules)", r"system prompt", r"developer mode", r"dan mode",
     r"(?-i:\bDAN\b)",  # the jailbreak persona; "Dan" the name is not an injection
@@ -179,6 +207,10 @@ INJECTION: tuple[str, ...] = (
     r"have) (?:no|any) (?:restrictions|rules|filters?|limits|guidelines|guardrails|censorship|safety rules)\b"
     r"(?= *(?:[.?!,:]|and\b|then\b|$))", r"new instructions:?",
     r"admin (?:mode|override|access)", r"sudo mode",
+    # instructions planted in pasted text for the assistant that reads it
+    r"(?:note|message|instructions?) (?:to|for) (?:the |any )?(?:ai|assistant|model|chatbot|llm)s?\b:?",
+    r"\b(?:ai|assistant|chatbot|llm|language model)s?(?: reading this)?:",
+    r"(?:if|when) you are an? (?:ai|assistant|chatbot|llm|language model)\b[^.?!,:]*",
 )
 
 
@@ -225,6 +257,15 @@ def _intrinsic_ok(clause: str) -> bool:
                  rest, _F) and not re.search(r"\b(?:myself|i(?:'m| am) (?:feeling|so|really)|i feel)\b", rest, _F):
         return False
     return _personal(clause) or bool(re.search(r"\b(?:myself|want to die|end it all)\b", rest, _F))
+
+
+_METHOD_QUESTION = re.compile(r"\b(?:how (?:much|many|do|can|would|to)|what(?:'s| is)? (?:the )?|which|ways? to|"
+                              r"methods?|surest|quickest|easiest|fastest|least painful|most reliable)\b", _F)
+
+
+def asks_for_method(text: str) -> bool:
+    """True when a message asks how or with what (a request for information, not a statement of intent)."""
+    return bool(_METHOD_QUESTION.search(text))
 
 
 def find_refusal(text: str) -> RuleHit | None:

@@ -19,7 +19,7 @@ from medtune.inference.registry import load_backend
 if TYPE_CHECKING:
     from medtune.guard import Guard, GuardDecision
 
-__all__ = ["Assistant", "AssistantEvent", "AssistantReply", "load_backend"]
+__all__ = ["Assistant", "AssistantEvent", "AssistantReply", "history_turns", "load_backend"]
 
 
 @dataclass
@@ -55,6 +55,23 @@ def _passage_dict(passage: Any) -> dict[str, Any]:
     if hasattr(passage, "model_dump"):
         return dict(passage.model_dump())
     return dict(passage) if isinstance(passage, dict) else dict(vars(passage))
+
+
+def history_turns(reply: AssistantReply) -> list[Message]:
+    """The two turns a caller appends to its history: the *sanitized* question and the reply, each marked with
+    the guard's action (``guard_action``).
+
+    Control strings and removed injection phrases never reach a later turn. A turn refused as an injection
+    is left out entirely (its text may still carry instructions that could not be cut out). Emergency,
+    refusal and deferral turns are kept for the guard, so a later "what should I do?" is still checked against
+    the red flag; the model is only shown answered turns (:meth:`Assistant.stream`).
+    """
+    decision = reply.decision
+    if decision.category == "injection" and decision.action != "answer":
+        return []
+    answer = reply.raw_answer if decision.action == "answer" else (decision.response or reply.text)
+    return [{"role": "user", "content": decision.sanitized_input, "guard_action": decision.action},
+            {"role": "assistant", "content": answer, "guard_action": decision.action}]
 
 
 def _unguarded_decision(question: str) -> GuardDecision:
@@ -95,6 +112,36 @@ class Assistant:
         window = self.backend.info().context_window or 2048
         return trim_history(messages, self.backend.count_tokens, window - self.settings.max_new_tokens)
 
+    def safe_history(self, history: list[Message]) -> list[Message]:
+        """History as the guard may see it: every user turn sanitized (control strings and injection phrases
+        removed), a user turn the classifier still flags as an injection dropped with its reply, assistant turns
+        without control strings. ``guard_action`` marks are kept. Without a guard, control strings are stripped."""
+        from medtune.prompts import strip_control_strings
+
+        out: list[Message] = []
+        skip_reply = False
+        for message in history:
+            role, text = message.get("role"), str(message.get("content") or "")
+            action = {"guard_action": message["guard_action"]} if "guard_action" in message else {}
+            if role == "user":
+                clean = self.guard.sanitize(text) if self.guard is not None else strip_control_strings(text)
+                classifier = getattr(self.guard, "classifier", None)
+                skip_reply = not clean or (classifier is not None and "injection" in classifier.score(
+                    clean.casefold()).flagged)
+                if not skip_reply:
+                    out.append({"role": "user", "content": clean, **action})
+            elif role == "assistant" and not skip_reply:
+                out.append({"role": "assistant", "content": strip_control_strings(text), **action})
+            elif role == "system":
+                out.append({"role": "system", "content": text})
+        return out
+
+    @staticmethod
+    def model_history(history: list[Message]) -> list[Message]:
+        """The turns the model is shown: answered turns only (role and content), no canned replies."""
+        return [{"role": m["role"], "content": m["content"]} for m in history
+                if m.get("guard_action", "answer") == "answer"]
+
     def _count_answer_tokens(self, answer: str) -> int:
         """Tokens of the generated answer (backend tokenizer when it has one)."""
         generated = getattr(self.backend, "last_generated_tokens", None)
@@ -108,7 +155,9 @@ class Assistant:
     def stream(self, question: str, history: list[Message]) -> Iterator[AssistantEvent]:
         """Yield ``token`` events as the answer is generated, then one ``final`` event with the reply."""
         start = time.perf_counter()
-        decision = self.guard.check_input(question) if self.guard is not None else _unguarded_decision(question)
+        history = self.safe_history(history)
+        decision = self.guard.check_input(question, history=history) if self.guard is not None \
+            else _unguarded_decision(question)
         if decision.action != "answer":
             text = decision.response or ""
             yield AssistantEvent("token", text)
@@ -119,7 +168,7 @@ class Assistant:
         passages = None
         if self.retriever is not None:
             passages = list(self.retriever.retrieve(decision.sanitized_input, self.top_k_passages))
-        messages = self.build_messages(decision.sanitized_input, history, passages)
+        messages = self.build_messages(decision.sanitized_input, self.model_history(history), passages)
         pieces: list[str] = []
         first: float | None = None
         for piece in self.backend.stream_chat(messages, self.settings):

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from medtune import embeddings as dense
 from medtune.errors import UserError
 from medtune.paths import medtune_home
-from medtune.rag import dense
 from medtune.rag.bm25 import BM25Index
 from medtune.rag.chunking import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, Chunk, answer_key, chunk_rows
 from medtune.rag.sources import SourceSpec, iter_rows, parse_source, prepared_split_rows

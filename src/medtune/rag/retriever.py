@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from medtune import embeddings as dense
 from medtune.errors import UserError
-from medtune.rag import dense
 from medtune.rag.bm25 import QUESTION_WORDS, BM25Index
 from medtune.rag.builder import index_dir, require_manifest
 from medtune.rag.hybrid import RRF_K, reciprocal_rank_fusion

@@ -127,7 +127,7 @@ def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: 
             return
     reply = final["reply"]
     disclaimer = sidebar.cached_guard().finalize_answer(reply.raw_answer).disclaimer if reply.raw_answer else ""
-    _messages().extend([user_message(question), assistant_message(
+    _messages().extend([user_message(question, reply.decision.sanitized_input), assistant_message(
         reply, question, choice.label, choice.kind, settings, disclaimer,
         rag_index=rag_index if retriever is not None else None, rag_k=rag_k if retriever is not None else None)])
     st.rerun()

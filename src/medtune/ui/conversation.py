@@ -27,9 +27,12 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def user_message(text: str) -> Message:
-    """Build the message of a user question."""
-    return {"id": new_id(), "role": "user", "content": text}
+def user_message(text: str, sanitized: str | None = None) -> Message:
+    """Build the message of a user question (``sanitized``: what the guard left of it, for the model)."""
+    message: Message = {"id": new_id(), "role": "user", "content": text}
+    if sanitized is not None:
+        message["model_content"] = sanitized
+    return message
 
 
 def organisation(passage: dict[str, Any]) -> str:
@@ -115,15 +118,24 @@ def sources_markdown(message: Message) -> list[str]:
 
 
 def history_for_model(messages: list[Message]) -> list[dict[str, str]]:
-    """The role/content pairs the Assistant needs (guard canned replies and source lists are left out)."""
+    """The turns the Assistant needs, each marked with the guard's action (``guard_action``): the sanitized
+    question (``model_content``) and the answer or canned reply. The Assistant shows the model only answered
+    turns and the guard all of them (an earlier red flag still counts); turns refused as injections and
+    source lists are left out."""
     out: list[dict[str, str]] = []
     for message in messages:
         if message["role"] == "user":
-            out.append({"role": "user", "content": message["content"]})
-        elif message.get("action", "answer") == "answer":
-            out.append({"role": "assistant", "content": str(message.get("answer") or answer_text(message))})
-        elif out and out[-1]["role"] == "user":
-            out.pop()  # a refused/emergency turn is not useful context for the model
+            out.append({"role": "user", "content": str(message.get("model_content", message["content"]))})
+            continue
+        action = str(message.get("action", "answer"))
+        if message.get("category") == "injection" and action != "answer":
+            if out and out[-1]["role"] == "user":
+                out.pop()  # the refused text may still carry instructions: never show it again
+            continue
+        if out and out[-1]["role"] == "user":
+            out[-1]["guard_action"] = action
+        out.append({"role": "assistant", "content": str(message.get("answer") or answer_text(message)),
+                    "guard_action": action})
     return out
 
 
