@@ -60,7 +60,9 @@ def main() -> None:
 
     model_path = str(resolve_model_path(SMOLLM2_ALIAS))
     task = TASKS["medqa"]
-    examples = task.load(data_dir(), {})[:args.limit]
+    from medtune.evaluate.multiple_choice import sample_examples
+
+    examples = sample_examples(task.load(data_dir(), {}), args.limit, 1234, "medqa")  # the ids evaluate_model scores
     work = Path(tempfile.mkdtemp(prefix="medtune-bench-"))
     data = work / "medqa_subset.jsonl"
     with data.open("w") as handle:

@@ -135,7 +135,9 @@ class EvalConfig(Section):
     """Evaluation tasks and decoding (``medtune eval``)."""
 
     tasks: list[str] = Field(default_factory=lambda: ["medquad-test"])
-    limit: int | None = Field(None, ge=1, description="At most this many examples per task.")
+    limit: int | None = Field(None, ge=1, description="A seeded random sample of this many examples per task "
+                              "(the same ids for every model scored with the same sample_seed; ids are recorded).")
+    sample_seed: int = Field(1234, description="Seed of the --limit sample (per task).")
     shots: int = Field(0, ge=0)
     use_chat_template: bool = True
     batch_size: int = Field(8, ge=1)

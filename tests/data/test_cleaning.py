@@ -117,3 +117,14 @@ def test_split_is_grouped_by_question_and_document() -> None:
                 assert where.setdefault(key, name) == name
     assert {name: len(m) for name, m in splits.items()} == {"train": 145, "validation": 18, "test": 18}
     assert all(Counter(r["source"] for r in splits[name]).keys() == {"s", "t"} for name in splits)
+
+
+@pytest.mark.parametrize("answer", [
+    "Bleeding from the vagina after menopause (when you are no longer having menstrual periods).",
+    "The system ranges from class 1 to class 4. Class 1 has no limits. You can do regular physical activities.",
+    "Do not stop taking your blood pressure medicine without talking to your doctor.",
+])
+def test_medical_text_is_not_taken_for_injection(answer: str) -> None:
+    """Phrases found in real MedQuAD / Medical Meadow answers that once matched the injection patterns."""
+    result = clean_rows([row("What happens after menopause?", answer)], DataConfig(), progress=False)
+    assert not result.rejected and len(result.kept) == 1

@@ -70,7 +70,9 @@ def _gold_sequences(task_name: str, tokenizer: Any, data: Path, limit: int) -> d
 
     task = TASKS[task_name]
     gold = {}
-    for example in task.load(data, {})[:limit]:
+    from medtune.evaluate.multiple_choice import sample_examples
+
+    for example in sample_examples(task.load(data, {}), limit, 1234, task_name):
         ctx, cont = encode_pair(tokenizer, task.mc_prompt(example), task.continuations(example)[example.gold])
         gold[tuple(ctx)] = tuple(cont)
     return gold
@@ -115,11 +117,11 @@ def test_batched_scores_match_one_by_one(tiny_loaded: tuple[Any, Any]) -> None:
 
 
 def test_rigged_model_whole_sequence_path(tiny_loaded: tuple[Any, Any], shared_data: Path) -> None:
-    from medtune.evaluate.multiple_choice import ChoiceRequest, choose, score_requests
+    from medtune.evaluate.multiple_choice import ChoiceRequest, choose, sample_examples, score_requests
 
     model, tokenizer = tiny_loaded
     task = TASKS["medqa"]
-    examples = task.load(shared_data, {})[:4]
+    examples = sample_examples(task.load(shared_data, {}), 4, 1234, "medqa")
     rigged = RiggedLM(model, _gold_sequences("medqa", tokenizer, shared_data, 4))
     requests = [ChoiceRequest(task.mc_prompt(e), task.continuations(e), e.choices) for e in examples]
     scores = score_requests(rigged, tokenizer, requests, batch_size=8, share_prefix=False)
@@ -213,3 +215,32 @@ def test_eval_with_guard_scores_the_served_behaviour(tiny_model_dir: Path, prepa
     assert task["metrics"]["guard_blocked"] == sum(task["per_example"]["guard_blocked"]) / task["n"]
     disclaimer = guard.finalize_answer("").disclaimer
     assert all(disclaimer in sample["answer"] for sample in task["samples"])
+
+
+def test_limit_is_a_seeded_random_sample_shared_by_every_model(shared_data: Path) -> None:
+    from medtune.evaluate.multiple_choice import sample_examples
+
+    examples = TASKS["medqa"].load(shared_data, {})
+    first = sample_examples(examples, 40, 1234, "medqa")
+    assert [e.id for e in first] == [e.id for e in sample_examples(examples, 40, 1234, "medqa")]
+    assert [e.id for e in first] != [e.id for e in examples[:40]]  # never "the first N rows"
+    assert [e.id for e in first] != [e.id for e in sample_examples(examples, 40, 99, "medqa")]
+    positions = [examples.index(e) for e in first]
+    assert positions == sorted(positions) and max(positions) > 600
+    assert sample_examples(examples, None, 1, "medqa") == examples
+
+
+def test_few_shot_examples_never_come_from_the_scored_split(shared_data: Path, tiny_loaded: tuple[Any, Any],
+                                                            tmp_path: Path) -> None:
+    pool = TASKS["pubmedqa"].shots_loader(shared_data)  # type: ignore[misc]
+    test_ids = {e.id for e in TASKS["pubmedqa"].load(shared_data, {})}
+    assert len(pool) == 500 and not {e.id for e in pool} & test_ids
+    assert not {e.id for e in TASKS["mmlu-medical"].shots_loader(shared_data)} & {  # type: ignore[misc]
+        e.id for e in TASKS["mmlu-medical"].load(shared_data, {})}
+    with pytest.raises(UserError, match="no local train or dev split"):
+        evaluate_model("tiny", ["medqa"], limit=2, shots=2, settings=FAST, out_dir=tmp_path / "a",
+                       loaded=tiny_loaded)
+    # --shots 0 overrides a recipe's shots
+    results = evaluate_model("tiny", ["medqa"], limit=2, shots=0, settings=FAST.model_copy(update={"shots": 3}),
+                             out_dir=tmp_path / "b", loaded=tiny_loaded)
+    assert results["shots"] == 0 and results["sample_seed"] == 1234

@@ -13,8 +13,10 @@ def eval_command(
     model: str = typer.Argument(..., help="Alias, HF folder, .gguf file, or run folder (its adapter is applied)."),
     tasks: str = typer.Option("medquad-test", "--tasks", help="Comma-separated: medquad-test, medicationqa, liveqa, "
                               "medqa, medmcqa, pubmedqa, mmlu-medical."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="First N examples per task."),
-    shots: int = typer.Option(0, "--shots", min=0, help="Solved examples before each multiple-choice question."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="A seeded random sample of N examples per task."),
+    seed: int = typer.Option(1234, "--seed", help="Seed of the --limit sample (same seed = same questions)."),
+    shots: int = typer.Option(0, "--shots", min=0, help="Solved examples before each multiple-choice question "
+                              "(from the task's train/dev split; tasks without one refuse shots > 0)."),
     chat_template: bool = typer.Option(True, "--chat-template/--no-chat-template",
                                        help="Wrap prompts in the model's chat template."),
     data: Path | None = typer.Option(None, "--data", help="A `medtune prepare` output (for medquad-test) or the raw "
@@ -41,7 +43,7 @@ def eval_command(
     from medtune.evaluate.tasks import parse_tasks
 
     names = [t.name for t in parse_tasks(tasks)]
-    settings = EvalConfig(tasks=names, limit=limit, shots=shots, use_chat_template=chat_template,
+    settings = EvalConfig(tasks=names, limit=limit, sample_seed=seed, shots=shots, use_chat_template=chat_template,
                           batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                           num_beams=num_beams, repetition_penalty=repetition_penalty)
     retriever = None

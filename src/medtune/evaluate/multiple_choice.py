@@ -166,6 +166,18 @@ def mean_stderr(values: list[float]) -> float:
     return math.sqrt(sum((v - mu) ** 2 for v in values) / (n - 1) / n)
 
 
+def sample_examples(examples: list[Any], limit: int | None, seed: int, task: str) -> list[Any]:
+    """A seeded random sample of ``limit`` examples (in their original order), or all of them.
+
+    The sample depends only on the seed, the task name and the set, so every model scored with the same seed
+    sees the same questions; it is never "the first N rows" (archive order clusters by source).
+    """
+    if not limit or limit >= len(examples):
+        return list(examples)
+    rng = random.Random(f"{seed}-{task}")
+    return [examples[i] for i in sorted(rng.sample(range(len(examples)), limit))]
+
+
 def sample_shots(pool: list[Any], k: int, exclude_id: str, seed: int = 1234) -> list[Any]:
     """Pick ``k`` solved examples from ``pool`` (never the question itself), deterministically per question."""
     if k <= 0:

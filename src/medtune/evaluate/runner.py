@@ -143,7 +143,10 @@ def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, toke
         score_requests,
     )
 
-    pool = task.shots_loader(root) if (shots and task.shots_loader) else (task.load(root, context) if shots else [])
+    if shots and task.shots_loader is None:
+        raise UserError(f"task {task.name}: no local train or dev split to draw few-shot examples from (only the "
+                        "scored set is on disk, and shots from it would leak); use --shots 0.")
+    pool = task.shots_loader(root) if shots and task.shots_loader else []
     requests = []
     for example in examples:
         text = task.mc_prompt(example, sample_shots(pool, shots, example.id))
@@ -183,7 +186,7 @@ def default_out_dir(model: str, context: dict[str, Any]) -> Path:
     return medtune_home() / "evals" / f"{stem}{suffix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, shots: int = 0,
+def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, shots: int | None = None,
                    data_dir: str | Path | None = None, settings: EvalConfig | None = None,
                    out_dir: Path | None = None, rag: Any = None, loaded: tuple[Any, Any] | None = None,
                    rag_k: int = 4, guard: Any = None) -> dict:
@@ -192,8 +195,9 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     Args:
         model: anything :func:`medtune.models.load_causal_lm` accepts.
         tasks: registry names (``medtune.evaluate.tasks.TASKS``).
-        limit: first N examples per task (default ``settings.limit``).
-        shots: k solved examples before each multiple-choice question (default ``settings.shots``).
+        limit: a seeded random sample of N examples per task (``settings.sample_seed``; default ``settings.limit``).
+        shots: k solved examples before each multiple-choice question, drawn from the task's train/dev split
+            (default ``settings.shots``; 0 overrides a recipe's shots).
         data_dir: raw dataset root, or a ``medtune prepare`` output (then used by ``medquad-test``).
         settings: decoding and batching (``EvalConfig``).
         out_dir: report folder (default RUN/eval or MEDTUNE_HOME/evals/<model>-<time>).
@@ -208,7 +212,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     settings = settings or EvalConfig()
     chosen = parse_tasks(tasks)
     limit = limit if limit is not None else settings.limit
-    shots = shots or settings.shots
+    shots = settings.shots if shots is None else shots
     context = _run_context(model)
     context["rag_k"] = rag_k
     context["rag_name"] = getattr(rag, "name", "rag") if rag is not None else None
@@ -218,7 +222,10 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     from medtune.evaluate.tasks.free_text_sets import is_prepared_dir
 
     root = given if given is not None and not is_prepared_dir(given) else default_data_dir()
-    task_examples = {t.name: t.load(root, context)[:limit] if limit else t.load(root, context) for t in chosen}
+    from medtune.evaluate.multiple_choice import sample_examples
+
+    task_examples = {t.name: sample_examples(t.load(root, context), limit, settings.sample_seed, t.name)
+                     for t in chosen}
     if loaded is None:
         from medtune.models import BUILTIN_MODELS, load_causal_lm, load_tokenizer
 
@@ -235,7 +242,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     lm.eval()
     results: dict[str, Any] = {
         "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
-        "limit": limit, "shots": shots, "guard": guard is not None, "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
+        "limit": limit, "sample_seed": settings.sample_seed, "shots": shots, "guard": guard is not None, "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
         "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }

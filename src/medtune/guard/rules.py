@@ -196,14 +196,17 @@ INJECTION: tuple[str, ...] = (
     r"(?:ignore|disregard|forget|override|bypass|skip) (?:all |any |the |your |my )*(?:previous |prior |above |"
     r"earlier |original |initial |safety |system )*(?:instructions?|rules|prompts?|guidelines|guardrails|"
     r"restrictions|programming|directives|policies|constraints)",
-    r"you are (?:now|no longer)\b(?:(?! and |"
-    r" then )[^.?!,:])*", r"from now on,? you(?:'re| are| will)\b(?:(?! and | then )[^.?!,:])*",
+    # "you are no longer having periods" is medicine, "you are no longer bound by rules" is not
+    r"you are (?:now|no longer (?:bound|restricted|limited|required|obliged|obligated|an? (?:ai|assistant|bot|"
+    r"model)))\b(?:(?! and | then )[^.?!,:])*", r"from now on,? you(?:'re| are| will)\b(?:(?! and | then )[^.?!,:])*",
     r"(?:reveal|show|print|repeat|output|tell me|what(?:'s| is)) (?:me )?(?:your|the) (?:system )?"
     r"(?:prompt|instructions|rules)", r"system prompt", r"developer mode", r"dan mode",
     r"(?-i:\bDAN\b)",  # the jailbreak persona; "Dan" the name is not an injection
     r"jailbr(?:eak|oken)", r"do anything now", r"(?:act|pretend|behave|roleplay) (?:as|like|to be|you are) (?:an? )?"
     r"(?:unrestricted|uncensored|unfiltered|evil|rogue|different)\b(?:(?! and | then )[^.?!,:])*",
-    r"(?:\b(?:ai|bot|assistant|model|chatbot|gpt|llm|doctor|persona|you)\b(?: \w+){0,2} )?(?:with|without|has|having|"
+    # a subject is required: "Class 1 has no limits." is medicine
+    r"(?:\b(?:ai|bot|assistant|model|chatbot|gpt|llm|doctor|persona|you|answer|respond|reply)\b(?: \w+){0,2} )"
+    r"(?:with|without|has|having|"
     r"have) (?:no|any) (?:restrictions|rules|filters?|limits|guidelines|guardrails|censorship|safety rules)\b"
     r"(?= *(?:[.?!,:]|and\b|then\b|$))", r"new instructions:?",
     r"admin (?:mode|override|access)", r"sudo mode",

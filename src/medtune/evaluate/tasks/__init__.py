@@ -12,6 +12,7 @@ from medtune.evaluate.tasks.multiple_choice_sets import (
     load_mmlu_medical,
     load_mmlu_medical_dev,
     load_pubmedqa,
+    load_pubmedqa_train,
 )
 
 TASKS: dict[str, Task] = {
@@ -23,7 +24,7 @@ TASKS: dict[str, Task] = {
         Task("medqa", "multiple_choice", load_medqa, "MedQA-USMLE 4-option test, 1,273", choice_labels=LETTERS),
         Task("medmcqa", "multiple_choice", load_medmcqa, "MedMCQA dev, 4,183", choice_labels=LETTERS),
         Task("pubmedqa", "multiple_choice", load_pubmedqa, "PubMedQA PQA-L official test, 500 (yes/no/maybe)",
-             n_choices=3),
+             n_choices=3, shots_loader=load_pubmedqa_train),
         Task("mmlu-medical", "multiple_choice", load_mmlu_medical, "MMLU 6 medical subjects test, 1,089",
              shots_loader=load_mmlu_medical_dev, choice_labels=LETTERS),
     )

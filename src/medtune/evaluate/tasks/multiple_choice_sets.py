@@ -59,13 +59,14 @@ def load_medmcqa(root: Path, context: dict[str, Any] | None = None) -> list[Choi
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
 
 
-def load_pubmedqa(root: Path, context: dict[str, Any] | None = None) -> list[ChoiceExample]:
-    """PubMedQA PQA-L official test split: the 500 ids of ``test_ground_truth.json``, abstract context included."""
+def _pubmedqa_examples(root: Path, test: bool) -> list[ChoiceExample]:
+    """PQA-L examples: the 500 official test ids, or (``test=False``) the other 500 labeled ones."""
     folder = root / "pubmedqa"
     truth = json.loads(require_file(folder / "test_ground_truth.json", "pubmedqa", "see pubmedqa/SOURCE.md.").read_text())
     records = json.loads(require_file(folder / "ori_pqal.json", "pubmedqa", "see pubmedqa/SOURCE.md.").read_text())
+    labels = truth if test else {pmid: r["final_decision"] for pmid, r in records.items() if pmid not in truth}
     examples = []
-    for pmid, label in truth.items():
+    for pmid, label in labels.items():
         record = records[pmid]
         abstract = " ".join(record["CONTEXTS"])
         examples.append(ChoiceExample(
@@ -73,6 +74,16 @@ def load_pubmedqa(root: Path, context: dict[str, Any] | None = None) -> list[Cho
             choices=list(PUBMEDQA_LABELS), gold=PUBMEDQA_LABELS.index(label), meta={"pmid": pmid},
         ))
     return examples
+
+
+def load_pubmedqa(root: Path, context: dict[str, Any] | None = None) -> list[ChoiceExample]:
+    """PubMedQA PQA-L official test split: the 500 ids of ``test_ground_truth.json``, abstract context included."""
+    return _pubmedqa_examples(root, test=True)
+
+
+def load_pubmedqa_train(root: Path) -> list[ChoiceExample]:
+    """The 500 labeled PQA-L questions outside the official test ids (the few-shot pool; never a test item)."""
+    return _pubmedqa_examples(root, test=False)
 
 
 def _mmlu_split(root: Path, split: str) -> list[ChoiceExample]:
