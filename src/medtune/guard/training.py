@@ -225,8 +225,8 @@ def train_classifier(paths: list[Path], out_dir: Path, seed: int = 13,
                      encoder: str = "all-minilm-l6-v2", progress: Any = print) -> dict[str, Any]:
     """Choose the head settings on a family-grouped validation split, the thresholds on out-of-fold scores of
     every row (5 family-grouped folds), fit the final heads on all rows; save the artefact and its model card.
-    The cost minimised on validation: 3 x the share of benign prompts flagged plus the precision lost on each
-    risk class, at thresholds that keep each class's target recall."""
+    The cost minimised on validation: 3 x the share of benign prompts flagged plus the precision lost by each
+    decision group, at thresholds that keep each group's target recall."""
     rows = load_training_rows(paths)
     train_idx, val_idx = split_by_family(rows, seed=seed)
     progress(f"{len(rows)} rows, {len({r['family'] for r in rows})} families: "
@@ -260,12 +260,9 @@ def train_classifier(paths: list[Path], out_dir: Path, seed: int = 13,
                      + ", ".join(f"{n} P={figures[n]['precision']:.2f} AUC={figures[n]['auc']:.3f}"
                                  for n in GROUPS))
             if best is None or cost < best[0]:
-                best = (cost, model, thresholds, figures, kind_accuracy, c, f"{features} ({reading})",
-                        max_segments)
+                best = (cost, c, weight, f"{features} ({reading})", max_segments)
     assert best is not None
-    _, model, thresholds, figures, kind_accuracy, c, features, max_segments = best
-    weight = next(w for cc, w in GRID if cc == c and features.startswith(
-        "embedding only" if w is None else "n-grams only" if w == 0 else f"embedding x{w:g}"))
+    _, c, weight, features, max_segments = best
     # thresholds from out-of-fold scores of every row (5 family-grouped folds), then one fit on all rows
     thresholds, figures, kind_accuracy = _out_of_fold(rows, texts, x, c, weight, encoder, seed, progress)
     model = _fit_model(texts, x, [r["label"] for r in rows], rows, c, weight, encoder)
