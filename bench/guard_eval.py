@@ -18,20 +18,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def recorded_sha256() -> str | None:
-    """The frozen set's sha256 as recorded in docs/guard.md."""
-    match = re.search(r"sha256 ([0-9a-f]{64})\s+src/medtune/guard/data/frozen_test.jsonl",
-                      (ROOT / "docs" / "guard.md").read_text(encoding="utf-8"))
-    return match.group(1) if match else None
 
 
 def real_questions() -> dict[str, list[str]]:
@@ -67,6 +59,7 @@ def main() -> None:
         evaluate_guard,
         frozen_test_path,
         load_labelled,
+        recorded_frozen_sha256,
         summary_line,
     )
 
@@ -76,8 +69,9 @@ def main() -> None:
 
     path = frozen_test_path()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != recorded_sha256():
-        print(f"frozen test set changed: sha256 {digest} != recorded {recorded_sha256()} (docs/guard.md)")
+    recorded = recorded_frozen_sha256(ROOT / "docs" / "guard.md")
+    if digest != recorded:
+        print(f"frozen test set changed: sha256 {digest} != recorded {recorded} (docs/guard.md)")
         sys.exit(1)
     rows = load_labelled(path)
     layered = Guard()

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from medtune.guard.evaluation import frozen_test_path, load_labelled, wilson
+from medtune.guard.evaluation import frozen_test_path, load_labelled, recorded_frozen_sha256, wilson
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "guard.md"
 
 
 def test_frozen_set_matches_the_recorded_sha256() -> None:
-    recorded = re.search(r"sha256 ([0-9a-f]{64})\s+src/medtune/guard/data/frozen_test.jsonl", DOCS.read_text())
+    recorded = recorded_frozen_sha256(DOCS)
     assert recorded is not None
-    assert hashlib.sha256(frozen_test_path().read_bytes()).hexdigest() == recorded.group(1)
+    assert hashlib.sha256(frozen_test_path().read_bytes()).hexdigest() == recorded
 
 
 def test_frozen_set_is_large_and_covers_every_class() -> None:

@@ -76,28 +76,15 @@ def normalized_key(text: str) -> str:
 def injection_reason(question: str, answer: str) -> str | None:
     """Why a row looks like an injection or a poisoned example, or None (raw texts, before cleaning)."""
     from medtune.guard.output_checks import check_answer
+    from medtune.guard.rules import INJECTION_RE
 
     if has_control_strings(question) or has_control_strings(answer):
         return "injection_control_strings"
-    pattern = _injection_pattern()
-    if pattern.search(question) or pattern.search(answer):
+    if INJECTION_RE.search(question) or INJECTION_RE.search(answer):
         return "injection_content"
     if any(flag.check == "echoed_injection" for flag in check_answer(answer)):
         return "injection_content"
     return None
-
-
-def _injection_pattern() -> re.Pattern[str]:
-    """The guard's injection phrases, compiled once."""
-    global _INJECTION_RE
-    if _INJECTION_RE is None:
-        from medtune.guard.rules import injection_regex
-
-        _INJECTION_RE = injection_regex()
-    return _INJECTION_RE
-
-
-_INJECTION_RE: re.Pattern[str] | None = None
 
 
 def _length_reason(row: dict[str, Any], cfg: DataConfig) -> str | None:

@@ -24,7 +24,6 @@ from medtune.errors import UserError
 
 #: Intent classes, in the order the policy gives them precedence (emergency first, benign last).
 CLASSES: tuple[str, ...] = ("emergency", "self_harm", "misuse", "defer", "injection", "benign")
-RISK_CLASSES: tuple[str, ...] = CLASSES[:-1]
 #: The policy's decision groups: one threshold each, on the summed probability of their classes (self-harm,
 #: misuse and deferral all keep the message from the model; which one it is only picks the reply).
 GROUPS: dict[str, tuple[str, ...]] = {"emergency": ("emergency",), "refuse_or_defer": ("self_harm", "misuse", "defer"),

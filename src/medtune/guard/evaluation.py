@@ -23,6 +23,15 @@ _OLD_LABELS = {"emergency": "emergency_referral", "refuse": "refuse_or_defer", "
 FROZEN_TEST = "frozen_test.jsonl"
 
 
+def recorded_frozen_sha256(guard_docs: Path) -> str | None:
+    """The frozen set's sha256 as recorded (before any threshold was chosen) in docs/guard.md."""
+    import re
+
+    match = re.search(r"sha256 ([0-9a-f]{64})\s+src/medtune/guard/data/frozen_test.jsonl",
+                      guard_docs.read_text(encoding="utf-8"))
+    return match.group(1) if match else None
+
+
 def frozen_test_path() -> Path:
     """The frozen held-out test set shipped with the package (never tuned on)."""
     with resources.as_file(resources.files("medtune.guard").joinpath("data", FROZEN_TEST)) as path:

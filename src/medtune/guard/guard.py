@@ -67,10 +67,16 @@ class _Signals:
     text: str
     injected: bool
     notes: list[str]
-    flagged: set[str]
+    flagged: dict[str, str]   # intent class -> the learned layer that flagged it (classifier, moderator:<name>)
     kind: str | None
     scores: dict[str, float]
     rule_hits: dict[str, rules.RuleHit]
+
+
+def _emergency_kind(sig: _Signals) -> str:
+    """The emergency kind: the rule's (mapped to the policy's kinds) when a rule fired, else the classifier's."""
+    hit = sig.rule_hits.get("emergency")
+    return rules.RULE_KINDS.get(hit.kind, hit.kind) if hit else (sig.kind or "unspecified")
 
 
 class Guard:
@@ -120,7 +126,7 @@ class Guard:
             notes.append("removed: " + ", ".join(control))
         if phrases:
             notes.append("injection phrases removed: " + "; ".join(repr(p) for p in phrases[:5]))
-        flagged: set[str] = set()
+        flagged: dict[str, str] = {}
         scores: dict[str, float] = {}
         kind = None
         if self.classifier is not None and sanitized:
@@ -128,21 +134,15 @@ class Guard:
             scores, kind = dict(clean.probs), clean.kind
             # one embedding per check: the sanitized text (when the sanitizer removed something, the message is
             # an injection already; otherwise it differs from the raw text only in case)
-            flagged = set(clean.flagged) if cfg.check_injection else set(clean.flagged) - {"injection"}
+            flagged = {name: "classifier" for name in clean.flagged if cfg.check_injection or name != "injection"}
             if "injection" in flagged:
                 notes.append(f"classifier: injection p={scores['injection']:.2f}")
         for moderator in self.moderators:
             for name in moderator.flags(sanitized or stripped):
-                flagged.add(name)
+                flagged[name] = f"moderator:{moderator.name}"
                 notes.append(f"moderator {moderator.name}: {name}")
-        hits: dict[str, rules.RuleHit] = {}
-        if sanitized:
-            if cfg.check_emergency and (hit := rules.find_emergency(sanitized)):
-                hits["emergency"] = hit
-            if cfg.check_refusal and (hit := rules.find_refusal(sanitized)):
-                hits["self_harm" if hit.kind in ("self_harm", "lethal_dose") else "misuse"] = hit
-            if cfg.check_diagnosis and (hit := rules.find_diagnosis_request(sanitized)):
-                hits["defer"] = hit
+        hits = rules.rule_hits(sanitized, cfg.check_emergency, cfg.check_refusal, cfg.check_diagnosis) \
+            if sanitized else {}
         injected = bool(control or phrases) or "injection" in flagged
         return _Signals(sanitized, injected, notes, flagged, kind, scores, hits)
 
@@ -151,10 +151,10 @@ class Guard:
         cfg, templates = self.config, self.config.templates
         sig = self._signals(user_text)
         suffix = f" ({'; '.join(sig.notes)})" if sig.notes else ""
-        injected = sig.injected or "injection" in sig.flagged
+        injected = sig.injected
 
         def layer(name: str) -> str:
-            return "rules" if name in sig.rule_hits else self._flag_layer(sig, name)
+            return "rules" if name in sig.rule_hits else sig.flagged[name]
 
         rule_only_suicidal = ("emergency" not in sig.flagged and "self_harm" in sig.flagged
                               and sig.rule_hits.get("emergency", rules.RuleHit("", "")).kind == "suicidal"
@@ -165,7 +165,7 @@ class Guard:
             sig.rule_hits.pop("emergency")
         if cfg.check_emergency and ("emergency" in sig.flagged or "emergency" in sig.rule_hits):
             hit = sig.rule_hits.get("emergency")
-            kind = rules.RULE_KINDS.get(hit.kind, hit.kind) if hit else (sig.kind or "unspecified")
+            kind = _emergency_kind(sig)
             why = f"red flag {hit.match!r}" if hit else f"classifier p={sig.scores.get('emergency', 0):.2f}"
             return self._decide("emergency", f"emergency:{kind}", why + suffix, self._emergency_reply(kind),
                                 sig, injected, user_text, layer("emergency"))
@@ -180,7 +180,7 @@ class Guard:
         if "injection" in sig.flagged:
             return self._decide("refuse", "injection", "instructions aimed at the assistant" + suffix,
                                 self._with_disclaimer(templates.injection_refused), sig, True, user_text,
-                                self._flag_layer(sig, "injection"))
+                                sig.flagged["injection"])
         for name, kind_label in (("self_harm", "self-harm"), ("misuse", "misuse")):
             if cfg.check_refusal and (name in sig.flagged or name in sig.rule_hits):
                 hit = sig.rule_hits.get(name)
@@ -204,13 +204,6 @@ class Guard:
                                 user_text, "sanitizer")
         return self._decide("answer", "ok", "no layer flagged it" + suffix, None, sig, False, user_text, "policy")
 
-    def _flag_layer(self, sig: _Signals, name: str) -> str:
-        """Which non-rule layer flagged ``name``."""
-        for note in sig.notes:
-            if note.startswith("moderator ") and note.endswith(f": {name}"):
-                return "moderator:" + note.split()[1].rstrip(":")
-        return "classifier"
-
     def _earlier_emergency(self, user_text: str, history: list[dict[str, str]] | None) -> tuple[str, str] | None:
         """An emergency in one of the last user turns, when this message is a short follow-up."""
         if not history or len(user_text.split()) > FOLLOW_UP_WORDS:
@@ -218,10 +211,8 @@ class Guard:
         earlier = [m["content"] for m in history if m.get("role") == "user"][-self.config.conversation_turns:]
         for text in reversed(earlier):
             sig = self._signals(text)
-            hit = sig.rule_hits.get("emergency")
-            if hit or "emergency" in sig.flagged:
-                kind = rules.RULE_KINDS.get(hit.kind, hit.kind) if hit else (sig.kind or "unspecified")
-                return kind, "follow-up to an earlier red flag in this conversation"
+            if "emergency" in sig.rule_hits or "emergency" in sig.flagged:
+                return _emergency_kind(sig), "follow-up to an earlier red flag in this conversation"
         return None
 
     def _emergency_reply(self, kind: str) -> str:

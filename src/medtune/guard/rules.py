@@ -271,6 +271,19 @@ def asks_for_method(text: str) -> bool:
     return bool(_METHOD_QUESTION.search(text))
 
 
+def rule_hits(text: str, emergency: bool = True, refusal: bool = True,
+              diagnosis: bool = True) -> dict[str, RuleHit]:
+    """The rules that fire on (sanitized) ``text``, keyed by intent class: emergency, self_harm, misuse, defer."""
+    hits: dict[str, RuleHit] = {}
+    if emergency and (hit := find_emergency(text)):
+        hits["emergency"] = hit
+    if refusal and (hit := find_refusal(text)):
+        hits["self_harm" if hit.kind in ("self_harm", "lethal_dose") else "misuse"] = hit
+    if diagnosis and (hit := find_diagnosis_request(text)):
+        hits["defer"] = hit
+    return hits
+
+
 def find_refusal(text: str) -> RuleHit | None:
     """Dosing meant for self-harm, harming others, a lethal dose or misuse; educational framing is allowed."""
     for kind in ("self_harm", "harm_others", "lethal_dose"):
@@ -293,6 +306,9 @@ def injection_regex(extra: list[str] | None = None) -> re.Pattern[str]:
     """One regex matching any injection phrase (built-in plus ``extra``)."""
     return re.compile("|".join(f"(?:{p})" for p in (*INJECTION, *(extra or []))), _F)
 
+
+#: The built-in injection phrases, compiled once (prepare's row screening, the guard without extra phrases).
+INJECTION_RE = injection_regex()
 
 _CONNECTIVE = re.compile(r"^[\s,:;)\]-]*(?:(?:and|then|but|so|now|instead|just|please|also)\b[\s,:]*)*", _F)
 

@@ -9,8 +9,10 @@ class; the frozen test set is never read here.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,7 @@ def choose_threshold(scores: list[float], positive: list[bool], target_recall: f
     positives = sorted((s for s, p in zip(scores, positive, strict=True) if p), reverse=True)
     if not positives:
         return 0.5
-    needed = max(1, int(-(-target_recall * len(positives) // 1)))
+    needed = max(1, math.ceil(target_recall * len(positives)))
     return float(min(0.5, positives[needed - 1] - 1e-6))
 
 
@@ -135,12 +137,6 @@ def _fit_model(texts: list[str], x: Any, y: list[str], rows: list[dict[str, Any]
     return model
 
 
-def _validate(model: IntentClassifier, val_rows: list[dict[str, Any]], parts: list[list[str]],
-              vectors: Any) -> tuple[dict[str, float], dict[str, Any], float]:
-    """Thresholds for the target recalls, the figures at those thresholds and the kind accuracy."""
-    return _thresholds_from_scores(model.score_parts(parts, vectors), val_rows)
-
-
 def _out_of_fold(rows: list[dict[str, Any]], texts: list[str], x: Any, c: float, weight: float | None,
                  encoder: str, seed: int, progress: Any, folds: int = 5) -> tuple[dict[str, float], dict[str, Any],
                                                                                   float]:
@@ -160,36 +156,19 @@ def _out_of_fold(rows: list[dict[str, Any]], texts: list[str], x: Any, c: float,
 
 
 def rule_flags(text: str) -> set[str]:
-    """The risk classes the guard's rules assign to ``text`` (the classifier's thresholds are chosen for the
-    recall of rules OR classifier, the way the policy combines them)."""
-    from medtune.guard import rules
-
-    flags: set[str] = set()
-    stripped, control = rules.remove_chat_turns(text)
-    sanitized, phrases = rules.remove_injection(stripped, _injection_regex())
-    if control or phrases:
-        flags.add("injection")
-    if rules.find_emergency(sanitized):
-        flags.add("emergency")
-    refusal = rules.find_refusal(sanitized)
-    if refusal:
-        flags.add("self_harm" if refusal.kind in ("self_harm", "lethal_dose") else "misuse")
-    if rules.find_diagnosis_request(sanitized):
-        flags.add("defer")
-    return flags
+    """The risk classes the guard's own rule layer assigns to ``text`` (sanitizer and rules, no classifier): the
+    classifier's thresholds are chosen for the recall of rules OR classifier, the way the policy combines them."""
+    signals = _rules_only_guard()._signals(text)
+    return set(signals.rule_hits) | ({"injection"} if signals.injected else set())
 
 
-def _injection_regex() -> Any:
-    """The built-in injection phrases (compiled once)."""
-    from medtune.guard import rules
+@lru_cache(maxsize=1)
+def _rules_only_guard() -> Any:
+    """The default guard without its classifier."""
+    from medtune.guard.config import default_guard_config
+    from medtune.guard.guard import Guard
 
-    global _INJECTION
-    if _INJECTION is None:
-        _INJECTION = rules.injection_regex()
-    return _INJECTION
-
-
-_INJECTION: Any = None
+    return Guard(default_guard_config().model_copy(update={"classifier": False}))
 
 
 def _thresholds_from_scores(scores: list[Any], rows: list[dict[str, Any]]) -> tuple[dict[str, float],
@@ -247,7 +226,7 @@ def train_classifier(paths: list[Path], out_dir: Path, seed: int = 13,
     for c, weight in GRID:
         model = _fit_model(train_texts, x[train_idx], y_train, train_rows, c, weight, encoder)
         for max_segments, (parts, vectors) in ((1, whole), (MAX_SEGMENTS, (val_parts, val_vectors))):
-            thresholds, figures, kind_accuracy = _validate(model, val_rows, parts, vectors)
+            thresholds, figures, kind_accuracy = _thresholds_from_scores(model.score_parts(parts, vectors), val_rows)
             cost = figures["benign"]["flagged_rate"] * 3 + sum(1 - figures[n]["precision"] for n in GROUPS)
             features = "embedding only" if weight is None else "n-grams only" if weight == 0 else \
                 f"embedding x{weight:g} + n-grams"

@@ -123,12 +123,8 @@ def create_app(upstream: str, guard: Any, api_key: str | None = None, model_name
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(canned(), media_type="text/event-stream")
-        history = messages[: users[-1]]
-        sanitized_question = decision.sanitized_input if decision is not None else strip_control_strings(question)
-        forward = {**body, "messages": guarded_messages(guard, [*history, {"role": "user",
-                                                                             "content": sanitized_question}])}
-        if guard is not None:
-            forward["messages"][-1]["content"] = sanitized_question
+        # the same sanitizer made decision.sanitized_input: every user turn, the question included
+        forward = {**body, "messages": guarded_messages(guard, messages[: users[-1] + 1])}
         if not stream:
             response = await client.post(f"{base}/chat/completions", json=forward)
             if response.status_code != 200:
