@@ -139,7 +139,7 @@ def resolve_model_path(name: str, gguf_file: str | None = None) -> Path | str:
     return name  # a hub id such as meta-llama/Meta-Llama-3-8B-Instruct
 
 
-def load_tokenizer(name: str, gguf_file: str | None = None) -> Any:
+def load_tokenizer(name: str, gguf_file: str | None = None, *, trust_remote_code: bool = False) -> Any:
     """Load a tokenizer whose pad token differs from EOS (so the EOS label is never masked as padding)."""
     from transformers import AutoTokenizer
 
@@ -152,7 +152,7 @@ def load_tokenizer(name: str, gguf_file: str | None = None) -> Any:
     else:
         source = resolve_model_path(name, gguf_file)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
     except OSError as error:
         raise UserError(f"{name}: cannot load a tokenizer ({error.__class__.__name__}); is it offline-available?") \
             from None
@@ -219,6 +219,7 @@ def load_causal_lm(
     gguf_file: str | None = None,
     attn_implementation: str | None = None,
     apply_adapter: bool = True,
+    trust_remote_code: bool = False,
 ) -> Any:
     """Load a causal LM for training or inference; run/adapter folders get their adapter applied."""
     from transformers import AutoModelForCausalLM
@@ -229,7 +230,7 @@ def load_causal_lm(
         adapter = adapter_dir(path)
         name = adapter_base_model(path)
     torch_dtype = select_dtype(dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     quant = quantization_config(quantization, torch_dtype)
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": 0})
