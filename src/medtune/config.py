@@ -139,9 +139,14 @@ class EvalConfig(Section):
                               "(the same ids for every model scored with the same sample_seed; ids are recorded).")
     sample_seed: int = Field(1234, description="Seed of the --limit sample (per task).")
     shots: int = Field(0, ge=0)
-    use_chat_template: bool = True
+    use_chat_template: bool = Field(True, description="Free-text prompts through the model's chat template.")
+    mc_chat_template: bool = Field(False, description="Multiple-choice prompts through the chat template (off: "
+                                   "lm-evaluation-harness's plain format, comparable with published accuracies).")
+    prompt: Literal["served", "training"] = Field(
+        "served", description="Free-text system prompt: `served` = what ask/chat/UI/serve send (the guard's), "
+        "`training` = the one the run's examples were rendered with (run.json).")
     batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int = Field(384, ge=1, description="Answer budget (hit_token_limit in the report: keep it < 10%).")
     temperature: float = Field(0.0, ge=0, description="0 = greedy.")
     top_p: float = Field(1.0, gt=0, le=1)
     num_beams: int = Field(1, ge=1)

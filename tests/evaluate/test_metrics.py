@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medtune.evaluate.hallucination import split_sentences, unsupported_sentence_rate
+from medtune.evaluate.hallucination import reference_unsupported_rate, split_sentences
 from medtune.evaluate.metrics import (
     compute_free_text_scores,
     distinct_n,
@@ -39,13 +39,15 @@ def test_repetition_measures() -> None:
     assert repeated_ngram_fraction("short", 3) == 0.0
 
 
-def test_unsupported_sentence_rate_token_overlap() -> None:
+def test_reference_unsupported_rate_token_overlap() -> None:
     reference = "Aspirin thins the blood. It can cause stomach bleeding."
     answer = "Aspirin thins the blood. Aspirin cures cancer quickly forever."
     assert split_sentences(answer) == ["Aspirin thins the blood.", "Aspirin cures cancer quickly forever."]
     # sentence 1 fully supported; sentence 2 shares 1/5 words with the best reference sentence -> 1 of 2 unsupported
-    assert unsupported_sentence_rate(answer, reference) == pytest.approx(0.5)
-    assert unsupported_sentence_rate("", reference) == 0.0
+    assert reference_unsupported_rate(answer, reference) == pytest.approx(0.5)
+    # an empty answer is fully unsupported: it can never score best
+    assert reference_unsupported_rate("", reference) == 1.0
+    assert reference_unsupported_rate(" ... ", reference) == 1.0
 
 
 def test_score_free_text_lexical_values() -> None:
@@ -55,7 +57,7 @@ def test_score_free_text_lexical_values() -> None:
     assert means["exact_match"] == pytest.approx(0.5)
     assert scores.per_example["bleu"][0] == pytest.approx(100.0)
     assert means["answer_words"] == pytest.approx(2.5)
-    assert "bertscore_f1" not in means
+    assert "bertscore_minilm_f1" not in means and "bertscore_f1" not in means
 
 
 @pytest.mark.slow
@@ -66,8 +68,9 @@ def test_score_free_text_semantic_metrics_with_minilm() -> None:
     per = compute_free_text_scores(predictions, references).per_example
     # paraphrase close, unrelated sentence far; the empty answer scores 0 BERTScore
     assert per["embedding_cosine"][0] > 0.7 > per["embedding_cosine"][2]
-    assert per["bertscore_f1"][0] > per["bertscore_f1"][2] > 0.0 == per["bertscore_f1"][1]
-    assert per["unsupported_sentence_rate"][2] == 1.0
+    bert = per["bertscore_minilm_f1"]
+    assert bert[0] > bert[2] > 0.0 == bert[1]
+    assert per["reference_unsupported_rate"][2] == 1.0 and per["reference_unsupported_rate"][1] == 1.0
     assert set(score_free_text(predictions[:1], references[:1], semantic=False)) >= {"rougeL", "token_f1"}
 
 

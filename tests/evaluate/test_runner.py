@@ -244,3 +244,33 @@ def test_few_shot_examples_never_come_from_the_scored_split(shared_data: Path, t
     results = evaluate_model("tiny", ["medqa"], limit=2, shots=0, settings=FAST.model_copy(update={"shots": 3}),
                              out_dir=tmp_path / "b", loaded=tiny_loaded)
     assert results["shots"] == 0 and results["sample_seed"] == 1234
+
+
+def test_served_prompt_by_default_and_intervals(tiny_model_dir: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    from medtune.guard.config import default_guard_config
+
+    results = evaluate_model(str(tiny_model_dir), ["medquad-test"], data_dir=prepared_dir, settings=FAST,
+                             out_dir=tmp_path / "served")
+    task = results["tasks"]["medquad-test"]
+    # what ask/chat/UI/serve send: the guard's system prompt
+    assert results["prompt"] == "served" and task["system_prompt"] == default_guard_config().system_prompt
+    for metric in ("rougeL", "reference_unsupported_rate", "hit_token_limit"):
+        low, high = task["intervals"][metric]
+        assert low <= task["metrics"][metric] <= high
+    assert "[95% CI]" in (tmp_path / "served" / "report.md").read_text()
+    with pytest.raises(UserError, match="--prompt training needs a run folder"):
+        evaluate_model(str(tiny_model_dir), ["medquad-test"], data_dir=prepared_dir, out_dir=tmp_path / "t",
+                       settings=FAST.model_copy(update={"prompt": "training"}))
+
+
+def test_mmlu_reports_subjects_and_their_size_weighted_mean(tiny_loaded: tuple[Any, Any], shared_data: Path,
+                                                            tmp_path: Path) -> None:
+    results = evaluate_model("tiny", ["mmlu-medical"], limit=24, settings=FAST, out_dir=tmp_path / "mmlu",
+                             loaded=tiny_loaded)
+    task = results["tasks"]["mmlu-medical"]
+    groups = task["groups"]
+    assert sum(g["n"] for g in groups.values()) == 24 and len(groups) >= 3
+    weighted = sum(g["acc"] * g["n"] for g in groups.values()) / 24
+    assert task["metrics"]["acc"] == pytest.approx(weighted)
+    assert task["format"] == "letters" and task["chat_template"] is False
+    assert {s["answer"] for s in task["samples"]} <= {"A", "B", "C", "D"}

@@ -38,7 +38,8 @@ def test_medqa_gold_matches_answer_text(shared_data: Path) -> None:
 def test_pubmedqa_label_distribution(shared_data: Path) -> None:
     golds = [e.gold for e in TASKS["pubmedqa"].load(shared_data, {})]
     assert (golds.count(0), golds.count(1), golds.count(2)) == (276, 169, 55)
-    assert "Abstract:" in TASKS["pubmedqa"].load(shared_data, {})[0].query
+    first = TASKS["pubmedqa"].load(shared_data, {})[0]
+    assert first.context.count("\n") >= 1 and TASKS["pubmedqa"].mc_prompt(first).startswith("Abstract: ")
 
 
 def test_liveqa_accepts_both_reference_tags(tmp_path: Path) -> None:
@@ -71,4 +72,5 @@ def test_mc_prompt_format_and_shots(shared_data: Path) -> None:
     assert prompt.count("Answer:") == 3 and prompt.endswith("\nAnswer:")
     assert "\nA. " in prompt and task.random_baseline == 0.25
     assert TASKS["pubmedqa"].random_baseline == pytest.approx(1 / 3)
-    assert task.continuations(examples[0])[0] == " " + examples[0].choices[0]
+    assert task.continuations(examples[0]) == [" A", " B", " C", " D"]
+    assert TASKS["mmlu-medical-cloze"].continuations(examples[0])[0] == " " + examples[0].choices[0]

@@ -93,5 +93,5 @@ def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tm
     assert result.exit_code == 0, result.output
     comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     metrics = {d["metric"] for d in comparison["differences"]}
-    assert {"rougeL", "unsupported_sentence_rate"} <= metrics
+    assert {"rougeL", "reference_unsupported_rate"} <= metrics
     assert "[rag: medquad]" in (tmp_path / "cmp" / "comparison.md").read_text()

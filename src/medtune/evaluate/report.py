@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-HEADLINE_FREE_TEXT = ("rouge1", "rouge2", "rougeL", "token_f1", "word_overlap", "embedding_cosine", "bertscore_f1",
-                      "unsupported_sentence_rate", "hit_token_limit", "repeated_3gram_fraction", "distinct_2")
+HEADLINE_FREE_TEXT = ("rouge1", "rouge2", "rougeL", "token_f1", "word_overlap", "embedding_cosine", "bertscore_minilm_f1",
+                      "reference_unsupported_rate", "hit_token_limit", "repeated_3gram_fraction", "distinct_2")
 SHOWN_FREE_TEXT = HEADLINE_FREE_TEXT + ("bleu", "corpus_bleu", "exact_match", "answer_words", "latency_s",
                                         "tokens_per_s")
 
@@ -77,12 +77,22 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def format_with_interval(value: Any, interval: list[float] | None) -> str:
+    """``0.3091 [0.2710, 0.3480]`` (the 95% CI when there is one)."""
+    text = _fmt(value)
+    return f"{text} [{interval[0]:.4f}, {interval[1]:.4f}]" if interval and isinstance(value, float) else text
+
+
 def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(task, kind, metric, value) rows of the headline table."""
+    """(task, kind, metric, value [95% CI]) rows of the headline table; MMLU-style groups get a row each."""
     rows = []
     for name, data in results["tasks"].items():
         keys = SHOWN_FREE_TEXT if data["kind"] == "free_text" else tuple(data["metrics"])
-        rows += [(name, data["kind"], k, _fmt(data["metrics"][k])) for k in keys if k in data["metrics"]]
+        intervals = data.get("intervals", {})
+        rows += [(name, data["kind"], k, format_with_interval(data["metrics"][k], intervals.get(k)))
+                 for k in keys if k in data["metrics"] and not k.endswith("_stderr")]
+        rows += [(f"{name}/{group}", data["kind"], "acc", f"{g['acc']:.4f} ± {g['acc_stderr']:.4f} (n={g['n']})")
+                 for group, g in data.get("groups", {}).items()]
     return rows
 
 
@@ -96,11 +106,12 @@ def render_markdown(results: dict[str, Any]) -> str:
     info = results["model_info"]
     lines = [f"# Evaluation of `{results['model']}`", "",
              f"created {results['created']}; limit {results['limit']}; shots {results['shots']}; "
-             f"chat template {results['settings']['use_chat_template']}; "
+             f"chat template {results['settings']['use_chat_template']} (multiple choice: "
+             f"{results['settings'].get('mc_chat_template', False)}); prompt {results.get('prompt', 'served')}; "
              f"retrieval {_retrieval_label(results)}; "
              f"parameters {info['parameters']:,}; "
              f"size on disk {info.get('size_on_disk_bytes')} bytes; peak RSS {info.get('peak_rss_mb', 0):.0f} MB", "",
-             "| task | kind | metric | value |", "| --- | --- | --- | --- |"]
+             "| task | kind | metric | value [95% CI] |", "| --- | --- | --- | --- |"]
     lines += [f"| {t} | {k} | {m} | {v} |" for t, k, m, v in summary_rows(results)]
     for name, data in results["tasks"].items():
         lines += ["", f"## {name} (n={data['n']}, {data['seconds']:.1f} s)"]

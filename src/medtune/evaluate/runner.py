@@ -14,6 +14,7 @@ from typing import Any
 
 from medtune.config import EvalConfig
 from medtune.errors import UserError
+from medtune.evaluate.compare import metric_intervals
 from medtune.evaluate.tasks import ChoiceExample, FreeTextExample, Task, parse_tasks
 from medtune.paths import data_dir as default_data_dir
 from medtune.paths import medtune_home
@@ -54,12 +55,22 @@ def model_size_bytes(model: str) -> int:
                if f.suffix in (".safetensors", ".bin", ".gguf", ".pt"))
 
 
-def _run_context(model: str) -> dict[str, Any]:
-    """Prompt style and system prompt from a run folder's run.json (defaults otherwise)."""
+def _run_context(model: str, prompt: str = "served") -> dict[str, Any]:
+    """Prompt style and the system prompt to score with, from a run folder's run.json (defaults otherwise).
+
+    ``prompt="served"``: the system prompt ask/chat/UI/serve send (the run's recorded ``served_system_prompt``, else
+    the guard's); ``"training"``: the one the run's examples were rendered with (None = the template's default).
+    """
+    from medtune.guard.config import default_guard_config
+
     run_json = Path(model).expanduser() / "run.json"
     info = json.loads(run_json.read_text()) if run_json.is_file() else {}
+    served = info.get("served_system_prompt") or default_guard_config().system_prompt
+    if prompt == "training" and not info:
+        raise UserError(f"--prompt training needs a run folder (with run.json); {model} is not one. "
+                        "Use --prompt served for a base model.")
     return {"run_dir": run_json.parent if info else None, "style": info.get("prompt_style") or "chat-template",
-            "system_prompt": info.get("system_prompt")}
+            "prompt": prompt, "system_prompt": served if prompt == "served" else info.get("system_prompt")}
 
 
 def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenizer: Any, settings: EvalConfig,
@@ -123,8 +134,13 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
                                 "answer: the index holds the test answers; rebuild it with "
                                 "`medtune index build ... --exclude-prepared-test PREPARED_DIR`.")
     metrics["tokens_per_s"] = sum(g.new_tokens for g in gens) / seconds if seconds else 0.0
+    if metrics["hit_token_limit"] >= 0.1:
+        scores.notes.append(f"{metrics['hit_token_limit']:.0%} of the answers reached max_new_tokens="
+                            f"{settings.max_new_tokens} and were cut off; raise --max-new-tokens so references are "
+                            "compared with whole answers.")
     return {
-        "kind": task.kind, "n": len(examples), "metrics": metrics, "per_example": per, "notes": scores.notes,
+        "kind": task.kind, "n": len(examples), "metrics": metrics, "intervals": metric_intervals(per),
+        "per_example": per, "notes": scores.notes, "system_prompt": context["system_prompt"],
         "ids": [e.id for e in examples], "seconds": seconds,
         "samples": [{"id": e.id, "question": e.question, "reference": e.reference, "answer": a}
                     for e, a in zip(examples, answers, strict=True)],
@@ -133,15 +149,9 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
 
 def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, tokenizer: Any, settings: EvalConfig,
                      shots: int, root: Path, context: dict[str, Any], progress: Any) -> dict[str, Any]:
-    """Score every option by log-likelihood; acc, acc_norm, their standard errors and the random baseline."""
+    """Score every answer by log-likelihood in the task's lm-eval format; acc, acc_norm, CIs, per-group accuracy."""
     from medtune.evaluate.generation import build_prompt
-    from medtune.evaluate.multiple_choice import (
-        ChoiceRequest,
-        choose,
-        mean_stderr,
-        sample_shots,
-        score_requests,
-    )
+    from medtune.evaluate.multiple_choice import ChoiceRequest, choose, mean_stderr, score_requests
 
     if shots and task.shots_loader is None:
         raise UserError(f"task {task.name}: no local train or dev split to draw few-shot examples from (only the "
@@ -149,13 +159,13 @@ def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, toke
     pool = task.shots_loader(root) if shots and task.shots_loader else []
     requests = []
     for example in examples:
-        text = task.mc_prompt(example, sample_shots(pool, shots, example.id))
+        text = task.mc_prompt(example, task.select_shots(pool, shots, example))
         continuations = task.continuations(example)
-        if settings.use_chat_template:
+        if settings.mc_chat_template:
             text = build_prompt(text, tokenizer, chat_template=True, style=context["style"],
                                 system_prompt=context["system_prompt"])
             continuations = [c.lstrip(" ") for c in continuations]
-        requests.append(ChoiceRequest(text, continuations, list(example.choices)))
+        requests.append(ChoiceRequest(text, continuations, task.choice_texts(example)))
     bar = progress.add_task(f"{task.name}: scoring", total=len(requests))
     began = time.perf_counter()
     scores = score_requests(model, tokenizer, requests, settings.batch_size, lambda n: progress.advance(bar, n))
@@ -167,14 +177,32 @@ def _multiple_choice(task: Task, examples: list[ChoiceExample], model: Any, toke
         acc_norm.append(float(norm == example.gold))
         picked.append(best)
     n = len(examples)
+    per = {"acc": acc, "acc_norm": acc_norm}
     metrics = {"acc": sum(acc) / n, "acc_stderr": mean_stderr(acc), "acc_norm": sum(acc_norm) / n,
                "acc_norm_stderr": mean_stderr(acc_norm), "random_baseline": task.random_baseline or 0.0}
     return {
-        "kind": task.kind, "n": n, "metrics": metrics, "per_example": {"acc": acc, "acc_norm": acc_norm},
-        "ids": [e.id for e in examples], "seconds": seconds, "notes": [], "shots": shots,
-        "samples": [{"id": e.id, "question": e.query[-300:], "reference": e.choices[e.gold],
-                     "answer": e.choices[p], "scores": s} for e, p, s in list(zip(examples, picked, scores, strict=True))],
+        "kind": task.kind, "n": n, "metrics": metrics, "intervals": metric_intervals(per), "per_example": per,
+        "groups": _group_accuracy(task, examples, acc), "format": task.format.name,
+        "lm_eval_task": task.format.lm_eval_task, "chat_template": settings.mc_chat_template,
+        "ids": [e.id for e in examples], "seconds": seconds, "notes": [], "shots": shots, "picked": picked,
+        "samples": [{"id": e.id, "question": r.context[-300:], "reference": r.choice_texts[e.gold],
+                     "answer": r.choice_texts[p], "scores": s}
+                    for e, r, p, s in zip(examples, requests, picked, scores, strict=True)],
     }
+
+
+def _group_accuracy(task: Task, examples: list[ChoiceExample], acc: list[float]) -> dict[str, dict[str, float]]:
+    """Accuracy per ``task.group_by`` value (MMLU subject), with n and stderr; the task's acc is their size-weighted
+    mean, lm-eval's group aggregation (``weight_by_size: true``)."""
+    if task.group_by is None:
+        return {}
+    groups: dict[str, list[float]] = {}
+    for example, value in zip(examples, acc, strict=True):
+        groups.setdefault(str(example.meta.get(task.group_by)), []).append(value)
+    from medtune.evaluate.multiple_choice import mean_stderr
+
+    return {name: {"n": len(values), "acc": sum(values) / len(values), "acc_stderr": mean_stderr(values)}
+            for name, values in sorted(groups.items())}
 
 
 def default_out_dir(model: str, context: dict[str, Any]) -> Path:
@@ -213,7 +241,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     chosen = parse_tasks(tasks)
     limit = limit if limit is not None else settings.limit
     shots = settings.shots if shots is None else shots
-    context = _run_context(model)
+    context = _run_context(model, settings.prompt)
     context["rag_k"] = rag_k
     context["rag_name"] = getattr(rag, "name", "rag") if rag is not None else None
     context["guard"] = guard
@@ -242,7 +270,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     lm.eval()
     results: dict[str, Any] = {
         "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
-        "limit": limit, "sample_seed": settings.sample_seed, "shots": shots, "guard": guard is not None, "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
+        "limit": limit, "sample_seed": settings.sample_seed, "shots": shots, "guard": guard is not None,
+        "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None, "prompt": settings.prompt,
         "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }

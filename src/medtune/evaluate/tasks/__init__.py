@@ -6,7 +6,12 @@ from medtune.errors import UserError
 from medtune.evaluate.tasks.base import ChoiceExample, FreeTextExample, Task
 from medtune.evaluate.tasks.free_text_sets import load_liveqa, load_medicationqa, load_medquad_test
 from medtune.evaluate.tasks.multiple_choice_sets import (
-    LETTERS,
+    CLOZE_FORMAT,
+    MEDMCQA_FORMAT,
+    MEDQA_FORMAT,
+    MMLU_CLOZE_FORMAT,
+    MMLU_FORMAT,
+    PUBMEDQA_FORMAT,
     load_medmcqa,
     load_medqa,
     load_mmlu_medical,
@@ -21,12 +26,20 @@ TASKS: dict[str, Task] = {
         Task("medquad-test", "free_text", load_medquad_test, "held-out test split of a `medtune prepare` output"),
         Task("medicationqa", "free_text", load_medicationqa, "MedicationQA (MedInfo 2019), 690 drug questions"),
         Task("liveqa", "free_text", load_liveqa, "TREC-2017 LiveQA-Med test, 104 consumer questions"),
-        Task("medqa", "multiple_choice", load_medqa, "MedQA-USMLE 4-option test, 1,273", choice_labels=LETTERS),
-        Task("medmcqa", "multiple_choice", load_medmcqa, "MedMCQA dev, 4,183", choice_labels=LETTERS),
-        Task("pubmedqa", "multiple_choice", load_pubmedqa, "PubMedQA PQA-L official test, 500 (yes/no/maybe)",
-             n_choices=3, shots_loader=load_pubmedqa_train),
-        Task("mmlu-medical", "multiple_choice", load_mmlu_medical, "MMLU 6 medical subjects test, 1,089",
-             shots_loader=load_mmlu_medical_dev, choice_labels=LETTERS),
+        Task("medqa", "multiple_choice", load_medqa, "MedQA-USMLE 4-option test, 1,273 (lm-eval medqa_4options)",
+             MEDQA_FORMAT),
+        Task("medmcqa", "multiple_choice", load_medmcqa, "MedMCQA dev, 4,183 (lm-eval medmcqa)", MEDMCQA_FORMAT),
+        Task("pubmedqa", "multiple_choice", load_pubmedqa, "PubMedQA PQA-L official test, 500 (lm-eval pubmedqa)",
+             PUBMEDQA_FORMAT, shots_loader=load_pubmedqa_train, n_choices=3),
+        Task("mmlu-medical", "multiple_choice", load_mmlu_medical, "MMLU 6 medical subjects test, 1,089 (lm-eval "
+             "mmlu_<subject>, group mean)", MMLU_FORMAT, shots_loader=load_mmlu_medical_dev, shot_sampler="first_n",
+             group_by="subject"),
+        Task("medqa-cloze", "multiple_choice", load_medqa, "MedQA options not listed, option text scored",
+             CLOZE_FORMAT),
+        Task("medmcqa-cloze", "multiple_choice", load_medmcqa, "MedMCQA options not listed, option text scored",
+             CLOZE_FORMAT),
+        Task("mmlu-medical-cloze", "multiple_choice", load_mmlu_medical, "MMLU medical, lm-eval continuation style",
+             MMLU_CLOZE_FORMAT, shots_loader=load_mmlu_medical_dev, shot_sampler="first_n", group_by="subject"),
     )
 }
 

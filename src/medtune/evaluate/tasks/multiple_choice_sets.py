@@ -1,4 +1,12 @@
-"""Loaders of the multiple-choice benchmarks: MedQA-USMLE (4 options), MedMCQA dev, PubMedQA test, MMLU medical."""
+"""Loaders and prompt formats of the multiple-choice benchmarks: MedQA-USMLE (4 options), MedMCQA dev, PubMedQA
+test, MMLU medical.
+
+The default formats are lm-evaluation-harness's own task definitions, copied field for field so that accuracies can
+be set beside published ones (``medqa_4options``, ``medmcqa``, ``pubmedqa``, ``mmlu_<subject>``; see the
+``lm_eval/tasks`` YAML and preprocess files): options listed with letters, the letter scored after ``Answer:``,
+no chat template. The ``cloze`` formats (options not listed, each option's text scored; lm-eval's
+``mmlu_continuation`` style) are the named variants ``medqa-cloze``, ``medmcqa-cloze``, ``mmlu-medical-cloze``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medtune.evaluate.tasks.base import ChoiceExample, require_file
+from medtune.evaluate.tasks.base import ChoiceExample, ChoiceFormat, require_file
 
 LETTERS = ("A", "B", "C", "D")
 MMLU_MEDICAL_SUBJECTS = (
@@ -30,7 +38,7 @@ def load_medqa(root: Path, context: dict[str, Any] | None = None) -> list[Choice
         options = row["options"]
         letters = sorted(options)
         examples.append(ChoiceExample(
-            id=f"medqa-{number}", query=f"Question: {row['question']}", choices=[options[k] for k in letters],
+            id=f"medqa-{number}", question=row["question"], choices=[options[k] for k in letters],
             gold=letters.index(row["answer_idx"]), meta={"meta_info": row.get("meta_info")},
         ))
     return examples
@@ -48,7 +56,7 @@ def load_medmcqa(root: Path, context: dict[str, Any] | None = None) -> list[Choi
     path = require_file(root / "medmcqa" / "dev.json", "medmcqa", "put MedMCQA dev.json there (see SOURCE.md).")
     return [
         ChoiceExample(
-            id=str(row["id"]), query=f"Question: {row['question']}",
+            id=str(row["id"]), question=str(row["question"]),
             choices=[str(row[k]) for k in ("opa", "opb", "opc", "opd")], gold=medmcqa_gold_index(row["cop"]),
             meta={"subject": row.get("subject_name")},
         )
@@ -68,9 +76,8 @@ def _pubmedqa_examples(root: Path, test: bool) -> list[ChoiceExample]:
     examples = []
     for pmid, label in labels.items():
         record = records[pmid]
-        abstract = " ".join(record["CONTEXTS"])
         examples.append(ChoiceExample(
-            id=f"pubmedqa-{pmid}", query=f"Abstract: {abstract}\nQuestion: {record['QUESTION']}",
+            id=f"pubmedqa-{pmid}", question=record["QUESTION"], context="\n".join(record["CONTEXTS"]),
             choices=list(PUBMEDQA_LABELS), gold=PUBMEDQA_LABELS.index(label), meta={"pmid": pmid},
         ))
     return examples
@@ -97,7 +104,7 @@ def _mmlu_split(root: Path, split: str) -> list[ChoiceExample]:
                 if not row:
                     continue
                 examples.append(ChoiceExample(
-                    id=f"mmlu-{subject}-{split}-{number}", query=f"Question: {row[0]}", choices=row[1:5],
+                    id=f"mmlu-{subject}-{split}-{number}", question=row[0], choices=row[1:5],
                     gold=LETTERS.index(row[5].strip()), meta={"subject": subject},
                 ))
     return examples
@@ -111,3 +118,48 @@ def load_mmlu_medical(root: Path, context: dict[str, Any] | None = None) -> list
 def load_mmlu_medical_dev(root: Path) -> list[ChoiceExample]:
     """MMLU medical dev questions (5 per subject), the pool for k-shot prompts."""
     return _mmlu_split(root, "dev")
+
+
+def _listed(example: ChoiceExample) -> str:
+    """``A. option\n`` for each option (lm-eval's listing in medqa, medmcqa and mmlu)."""
+    return "".join(f"{letter}. {choice}\n" for letter, choice in zip(LETTERS, example.choices, strict=True))
+
+
+def _letters(example: ChoiceExample) -> list[str]:
+    """The scored answers of a letter format."""
+    return list(LETTERS[:len(example.choices)])
+
+
+def _options(example: ChoiceExample) -> list[str]:
+    """The scored answers of a cloze format: the option texts."""
+    return list(example.choices)
+
+
+def _mmlu_description(example: ChoiceExample) -> str:
+    """lm-eval's MMLU description line, naming the subject."""
+    subject = str(example.meta.get("subject", "")).replace("_", " ")
+    return f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+
+
+def _mmlu_cloze_description(example: ChoiceExample) -> str:
+    """lm-eval's ``mmlu_continuation`` description line."""
+    subject = str(example.meta.get("subject", "")).replace("_", " ")
+    return f"The following are questions (with answers) about {subject}.\n\n"
+
+
+def _cloze_text(example: ChoiceExample) -> str:
+    """``Question: ...\nAnswer:`` without the options (lm-eval's continuation style)."""
+    return f"Question: {example.question.strip()}\nAnswer:"
+
+
+MEDQA_FORMAT = ChoiceFormat("letters", lambda e: f"Question: {e.question}\n{_listed(e)}Answer:", _letters,
+                            lm_eval_task="medqa_4options")
+MEDMCQA_FORMAT = ChoiceFormat("letters", lambda e: f"Question: {e.question}\nChoices:\n{_listed(e)}Answer:", _letters,
+                              lm_eval_task="medmcqa")
+PUBMEDQA_FORMAT = ChoiceFormat("labels", lambda e: f"Abstract: {e.context}\nQuestion: {e.question}\nAnswer:",
+                               lambda e: list(PUBMEDQA_LABELS), lm_eval_task="pubmedqa")
+MMLU_FORMAT = ChoiceFormat("letters", lambda e: f"{e.question.strip()}\n{_listed(e)}Answer:", _letters,
+                           _mmlu_description, lm_eval_task="mmlu_<subject> (group mean weighted by size)")
+CLOZE_FORMAT = ChoiceFormat("cloze", _cloze_text, _options, lm_eval_task="(cloze variant; no lm-eval twin)")
+MMLU_CLOZE_FORMAT = ChoiceFormat("cloze", _cloze_text, _options, _mmlu_cloze_description,
+                                 lm_eval_task="mmlu_<subject>_continuation")
