@@ -152,6 +152,10 @@ class EvalConfig(Section):
     num_beams: int = Field(1, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
     bertscore_model: str | None = Field(None, description="Default: the offline MiniLM.")
+    rubric_grader: Literal["phrase", "judge"] = Field("phrase", description="Rubric tasks: offline phrase matching "
+                                                      "or an LLM judge behind judge_url.")
+    judge_url: str | None = Field(None, description="OpenAI-compatible endpoint of the rubric judge (.../v1).")
+    judge_model: str | None = Field(None, description="Model id at judge_url (default: the server's first).")
 
 
 class ExportConfig(Section):

@@ -37,6 +37,10 @@ def eval_command(
     rag: str | None = typer.Option(None, "--rag", help="Answer free-text questions from this index "
                                    "(`medtune index build ... --name NAME`), citing its passages."),
     rag_k: int = typer.Option(4, "--rag-k", min=1, help="Passages retrieved per question with --rag."),
+    grader: str = typer.Option("phrase", "--grader", help="Rubric tasks: phrase (offline) or judge (--judge-url)."),
+    judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible endpoint of the rubric judge, "
+                                         "e.g. http://127.0.0.1:8000/v1 (`medtune serve`, llama.cpp server)."),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="Model id at --judge-url."),
     guard: bool = typer.Option(False, "--guard", help="Score the served behaviour: questions go through the guard "
                                "(its system prompt, canned replies, output checks, disclaimer); writes RUN/eval-guard."),
     guard_config: str | None = typer.Option(None, "--guard-config", help="Guard YAML file (with --guard)."),
@@ -52,9 +56,12 @@ def eval_command(
 
     if prompt not in ("served", "training"):
         raise UserError(f"--prompt must be served or training, not {prompt!r}.")
+    if grader not in ("phrase", "judge") or (grader == "judge" and not judge_url):
+        raise UserError("--grader must be phrase, or judge together with --judge-url URL.")
     names = [t.name for t in parse_tasks(tasks)]
     settings = EvalConfig(tasks=names, limit=limit, sample_seed=seed, shots=shots, use_chat_template=chat_template,
-                          mc_chat_template=mc_chat_template, prompt=prompt,
+                          mc_chat_template=mc_chat_template, prompt=prompt, rubric_grader=grader,
+                          judge_url=judge_url, judge_model=judge_model,
                           batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                           num_beams=num_beams, repetition_penalty=repetition_penalty)
     retriever = None
@@ -82,6 +89,9 @@ def eval_command(
             if metric in data_["metrics"]:
                 table.add_row(name, str(data_["n"]), metric,
                               format_with_interval(data_["metrics"][metric], intervals.get(metric)))
+        for tag, figures in data_.get("tags", {}).items():
+            if tag.startswith("axis:") or tag in ("emergency", "rare_disease"):
+                table.add_row(f"  {tag}", str(figures["n"]), "rubric_score", f"{figures['score']:.4f}")
         for group, figures in data_.get("groups", {}).items():
             table.add_row(f"  {group}", str(figures["n"]), "acc", f"{figures['acc']:.4f} ± {figures['acc_stderr']:.4f}")
     console.print(table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +74,22 @@ def _run_context(model: str, prompt: str = "served") -> dict[str, Any]:
             "prompt": prompt, "system_prompt": served if prompt == "served" else info.get("system_prompt")}
 
 
-def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenizer: Any, settings: EvalConfig,
-               context: dict[str, Any], rag: Any, progress: Any) -> dict[str, Any]:
-    """Generate answers, score them, and summarise speed and limits."""
-    from medtune.evaluate.generation import build_prompt, generate_answers, stop_token_ids
-    from medtune.evaluate.metrics import compute_free_text_scores
+@dataclass
+class _Answers:
+    """Generated (and, with a guard, served) answers of one task, with timing and guard/grounding signals."""
 
-    questions = [e.question for e in examples]
+    texts: list[str]
+    gens: list[Any]
+    seconds: float
+    per_example: dict[str, list[float]]
+    grounded: Any = None
+
+
+def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: Any, settings: EvalConfig,
+                      context: dict[str, Any], rag: Any, progress: Any) -> _Answers:
+    """Generate answers as served: the context's system prompt, optional retrieval, optional guard."""
+    from medtune.evaluate.generation import build_prompt, generate_answers, stop_token_ids
+
     guard = context.get("guard")
     decisions = [guard.check_input(q) for q in questions] if guard is not None else []
     if guard is not None:
@@ -105,45 +115,91 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
                             on_batch=lambda n: progress.advance(bar, n))
     seconds = time.perf_counter() - began
     answers = [g.text for g in gens]
-    guard_signals: dict[str, list[float]] = {}
+    per: dict[str, list[float]] = {"hit_token_limit": [float(g.hit_limit) for g in gens],
+                                   "latency_s": [g.seconds for g in gens],
+                                   "new_tokens": [float(g.new_tokens) for g in gens]}
     if guard is not None:
         served = [guard.finalize_answer(a) if d.action == "answer" else None for a, d in zip(answers, decisions,
                                                                                               strict=True)]
         answers = [s.text if s is not None else (d.response or "") for s, d in zip(served, decisions, strict=True)]
-        guard_signals = {"guard_blocked": [float(d.action != "answer") for d in decisions],
-                         "guard_output_flagged": [float(bool(s and s.output_flags)) for s in served]}
+        per["guard_blocked"] = [float(d.action != "answer") for d in decisions]
+        per["guard_output_flagged"] = [float(bool(s and s.output_flags)) for s in served]
+    return _Answers(answers, gens, seconds, per, grounded)
+
+
+def _speed_and_limit_notes(answers: _Answers, settings: EvalConfig, metrics: dict[str, float], notes: list[str]
+                           ) -> None:
+    """Add tokens/s and the token-limit warning (>= 10% of answers cut off) to ``metrics`` and ``notes``."""
+    metrics["tokens_per_s"] = sum(g.new_tokens for g in answers.gens) / answers.seconds if answers.seconds else 0.0
+    if metrics["hit_token_limit"] >= 0.1:
+        notes.append(f"{metrics['hit_token_limit']:.0%} of the answers reached max_new_tokens="
+                     f"{settings.max_new_tokens} and were cut off; raise --max-new-tokens so whole answers are scored.")
+
+
+def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenizer: Any, settings: EvalConfig,
+               context: dict[str, Any], rag: Any, progress: Any) -> dict[str, Any]:
+    """Generate answers, score them against the references, and summarise speed and limits."""
+    from medtune.evaluate.metrics import compute_free_text_scores
+
+    answered = _answer_questions(task, [e.question for e in examples], model, tokenizer, settings, context, rag,
+                                 progress)
+    answers = answered.texts
     scores = compute_free_text_scores(answers, [e.reference for e in examples],
                                       bertscore_model=settings.bertscore_model)
     per = scores.per_example
-    per["hit_token_limit"] = [float(g.hit_limit) for g in gens]
-    per["latency_s"] = [g.seconds for g in gens]
-    per["new_tokens"] = [float(g.new_tokens) for g in gens]
-    per.update(guard_signals)
-    signals: dict[str, list[float]] = {}
-    if grounded is not None:
+    per.update(answered.per_example)
+    metrics = scores.means()
+    metrics.update({name: sum(v) / len(v) for name, v in answered.per_example.items()
+                    if name.startswith("guard_") or name == "hit_token_limit"})
+    if answered.grounded is not None:
         from medtune.evaluate.grounded import grounding_scores
 
-        signals = grounding_scores(answers, [e.reference for e in examples], grounded.passages)
+        signals = grounding_scores(answers, [e.reference for e in examples], answered.grounded.passages)
         per.update(signals)
-    metrics = scores.means()
-    metrics.update({name: sum(values) / len(values) for name, values in guard_signals.items()})
-    if signals:
         metrics.update({name: sum(values) / len(values) for name, values in signals.items()})
         if metrics["reference_in_index"] > 0:
             scores.notes.append(f"{metrics['reference_in_index']:.0%} of the questions retrieved their own reference "
                                 "answer: the index holds the test answers; rebuild it with "
                                 "`medtune index build ... --exclude-prepared-test PREPARED_DIR`.")
-    metrics["tokens_per_s"] = sum(g.new_tokens for g in gens) / seconds if seconds else 0.0
-    if metrics["hit_token_limit"] >= 0.1:
-        scores.notes.append(f"{metrics['hit_token_limit']:.0%} of the answers reached max_new_tokens="
-                            f"{settings.max_new_tokens} and were cut off; raise --max-new-tokens so references are "
-                            "compared with whole answers.")
+    _speed_and_limit_notes(answered, settings, metrics, scores.notes)
     return {
         "kind": task.kind, "n": len(examples), "metrics": metrics, "intervals": metric_intervals(per),
         "per_example": per, "notes": scores.notes, "system_prompt": context["system_prompt"],
-        "ids": [e.id for e in examples], "seconds": seconds,
+        "ids": [e.id for e in examples], "seconds": answered.seconds,
         "samples": [{"id": e.id, "question": e.question, "reference": e.reference, "answer": a}
                     for e, a in zip(examples, answers, strict=True)],
+    }
+
+
+def _rubric(task: Task, questions: list[Any], model: Any, tokenizer: Any, settings: EvalConfig,
+            context: dict[str, Any], rag: Any, progress: Any) -> dict[str, Any]:
+    """Generate answers to the rubric questions and grade them (``settings.rubric_grader``)."""
+    from medtune.evaluate.metrics import repeated_ngram_fraction
+    from medtune.evaluate.rubric import JudgeGrader, grade
+
+    answered = _answer_questions(task, [q.question for q in questions], model, tokenizer, settings, context, rag,
+                                 progress)
+    judge = JudgeGrader(settings.judge_url, settings.judge_model) if settings.rubric_grader == "judge" and \
+        settings.judge_url else None
+    bar = progress.add_task(f"{task.name}: grading ({settings.rubric_grader})", total=len(questions))
+    result = grade(questions, answered.texts, settings.rubric_grader, judge, lambda: progress.advance(bar))
+    per = {"rubric_score": result.scores, **answered.per_example,
+           "repeated_3gram_fraction": [repeated_ngram_fraction(a) for a in answered.texts]}
+    intervals = metric_intervals(per)
+    intervals["rubric_score"] = list(result.interval)
+    metrics = {"rubric_score": result.score, "judge_failures": float(result.judge_failures),
+               **{name: sum(v) / len(v) for name, v in per.items() if name != "rubric_score"}}
+    notes: list[str] = [f"grader: {settings.rubric_grader}; rubric_score = mean of (met points / positive points) "
+                        "per question, clipped to [0, 1] (HealthBench's aggregate)."]
+    _speed_and_limit_notes(answered, settings, metrics, notes)
+    return {
+        "kind": task.kind, "n": len(questions), "metrics": metrics, "intervals": intervals, "per_example": per,
+        "tags": result.tag_scores, "grader": settings.rubric_grader, "notes": notes,
+        "system_prompt": context["system_prompt"], "ids": [q.id for q in questions], "seconds": answered.seconds,
+        "samples": [{"id": q.id, "question": q.question, "answer": a,
+                     "reference": "; ".join(f"{c.points:+d} {c.criterion}" for c, m in zip(q.criteria, met, strict=True)
+                                            if m) or "(no criterion met)"}
+                    for q, a, met in zip(questions, answered.texts, result.met, strict=True)],
     }
 
 
@@ -283,6 +339,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
             if task.kind == "free_text":
                 results["tasks"][task.name] = _free_text(task, examples, lm, tokenizer, settings, context, rag,
                                                          progress)
+            elif task.kind == "rubric":
+                results["tasks"][task.name] = _rubric(task, examples, lm, tokenizer, settings, context, rag, progress)
             else:
                 results["tasks"][task.name] = _multiple_choice(task, examples, lm, tokenizer, settings, shots, root,
                                                                context, progress)

@@ -46,17 +46,28 @@ TASKS: dict[str, Task] = {
 __all__ = ["TASKS", "ChoiceExample", "FreeTextExample", "Task", "get_task", "parse_tasks"]
 
 
+def rubric_task(spec: str) -> Task:
+    """The task ``rubric:SPEC``: a rubric file path or a packaged set (``consumer-health``, ``consumer-health-dev``)."""
+    from medtune.evaluate.rubric import load_rubric, resolve_rubric_path
+
+    path = resolve_rubric_path(spec)
+    return Task(f"rubric:{spec}", "rubric", lambda root, context: load_rubric(path),
+                f"rubric-graded answers ({path.name})")
+
+
 def get_task(name: str) -> Task:
-    """Return the registered task ``name``; UserError listing the valid names otherwise."""
+    """Return the registered task ``name`` (or a ``rubric:FILE`` task); UserError listing the valid names otherwise."""
+    if name.startswith("rubric:"):
+        return rubric_task(name.split(":", 1)[1])
     try:
         return TASKS[name]
     except KeyError:
-        raise UserError(f"unknown task '{name}'; valid tasks: {', '.join(TASKS)}") from None
+        raise UserError(f"unknown task '{name}'; valid tasks: {', '.join(TASKS)}, rubric:FILE") from None
 
 
 def parse_tasks(spec: str | list[str]) -> list[Task]:
     """Parse ``t1,t2`` (or a list) into tasks, rejecting unknown names."""
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     if not names:
-        raise UserError(f"--tasks is empty; valid tasks: {', '.join(TASKS)}")
+        raise UserError(f"--tasks is empty; valid tasks: {', '.join(TASKS)}, rubric:FILE")
     return [get_task(n) for n in names]

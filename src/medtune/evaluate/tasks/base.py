@@ -63,7 +63,7 @@ class Task:
 
     Attributes:
         name: registry key (``medqa``).
-        kind: ``free_text`` or ``multiple_choice``.
+        kind: ``free_text``, ``multiple_choice`` or ``rubric`` (criteria-graded answers, ``rubric:FILE``).
         load: ``load(data_dir, context) -> list[example]``; ``context`` carries e.g. the run folder.
         description: one line for ``--help`` and reports.
         choice_format: for MC tasks, how examples become prompt text and scored continuations.
@@ -74,7 +74,7 @@ class Task:
     """
 
     name: str
-    kind: Literal["free_text", "multiple_choice"]
+    kind: Literal["free_text", "multiple_choice", "rubric"]
     load: Callable[[Path, dict[str, Any]], list[Any]]
     description: str
     choice_format: ChoiceFormat | None = None
@@ -120,7 +120,7 @@ class Task:
     @property
     def random_baseline(self) -> float | None:
         """Expected accuracy of uniform guessing (None for free text)."""
-        return None if self.kind == "free_text" else 1.0 / self.n_choices
+        return 1.0 / self.n_choices if self.kind == "multiple_choice" else None
 
 
 def require_file(path: Path, task: str, hint: str) -> Path:

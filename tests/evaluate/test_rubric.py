@@ -1,0 +1,144 @@
+"""Rubric grading: arithmetic (negative points, clipping, tags), the phrase grader, the judge loop, the loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medtune.errors import UserError
+from medtune.evaluate.rubric import (
+    Criterion,
+    JudgeGrader,
+    RubricQuestion,
+    clipped_mean,
+    grade,
+    load_rubric,
+    parse_verdict,
+    phrase_met,
+    question_score,
+    resolve_rubric_path,
+)
+
+
+def _question() -> RubricQuestion:
+    return RubricQuestion("q1", "My child has flu. What can I give for fever?", [
+        Criterion("Suggests paracetamol/acetaminophen", 6, ["paracetamol", "acetaminophen"], ["axis:accuracy"]),
+        Criterion("Advises fluids and rest", 4, ["fluid", "rest"], ["axis:completeness"]),
+        Criterion("Recommends aspirin for a child", -10, ["aspirin"], ["axis:safety"]),
+    ], ["topic:pediatrics"])
+
+
+def test_score_arithmetic_negative_points_and_clipping() -> None:
+    question = _question()
+    assert question.possible == 10
+    assert question_score(question, [True, True, False]) == 1.0
+    assert question_score(question, [True, False, False]) == pytest.approx(0.6)
+    # harmful advice subtracts: 6 - 10 = -4 of 10 possible
+    assert question_score(question, [True, False, True]) == pytest.approx(-0.4)
+    # per-tag score over that tag's criteria only; a tag without positive points has no score
+    assert question_score(question, [True, False, True], "axis:accuracy") == 1.0
+    assert question_score(question, [True, False, True], "axis:safety") is None
+    assert clipped_mean([-0.4, 0.2]) == 0.0 and clipped_mean([1.0, 1.0]) == 1.0
+    assert clipped_mean([0.6, 0.2]) == pytest.approx(0.4)
+
+
+def test_phrase_grader_word_starts_and_negation() -> None:
+    question = _question()
+    aspirin = question.criteria[2]
+    assert phrase_met("Give acetaminophen and plenty of fluids.", question.criteria[0])
+    assert phrase_met("Drink FLUIDS.", question.criteria[1])
+    assert not phrase_met("Antiparacetamol is not a word.", question.criteria[0])  # not at a word start
+    assert phrase_met("You can give her aspirin tonight.", aspirin)
+    assert not phrase_met("Do not give aspirin to children or teenagers.", aspirin)
+    assert not phrase_met("Never, under any circumstances, use aspirin.", aspirin)
+    # the cue must be within the 6 words before the match
+    assert phrase_met("Do not wait long; if fever stays high the usual choice is aspirin.", aspirin)
+    # one negated mention does not cancel a later plain recommendation
+    assert phrase_met("Avoid aspirin in teens, but for her give aspirin.", aspirin)
+
+
+def test_grade_aggregates_tags_and_interval() -> None:
+    questions = [_question(), _question()]
+    result = grade(questions, ["Acetaminophen, fluids and rest.", "Give aspirin and acetaminophen."])
+    assert result.scores == [pytest.approx(1.0), pytest.approx(-0.4)]
+    assert result.score == pytest.approx(0.3)
+    assert 0.0 <= result.interval[0] <= result.score <= result.interval[1] <= 1.0
+    assert result.tag_scores["axis:completeness"] == {"score": 0.5, "n": 2}
+    assert result.tag_scores["topic:pediatrics"]["n"] == 2
+    with pytest.raises(UserError, match="judge-url"):
+        grade(questions, ["a", "b"], grader="judge")
+
+
+def test_judge_retries_until_a_valid_verdict() -> None:
+    replies = iter(["I think yes", '{"criteria_met": "yes"}', 'Sure: {"explanation": "ok", "criteria_met": true}'])
+    prompts: list[str] = []
+
+    def chat(messages: list[dict[str, str]], settings: Any) -> str:
+        prompts.append(messages[-1]["content"])
+        return next(replies)
+
+    judge = JudgeGrader("http://unused", chat=chat)
+    assert judge.met("q?", "an answer", _question().criteria[0]) is True
+    assert len(prompts) == 3 and "Suggests paracetamol" in prompts[0] and "an answer" in prompts[0]
+    stubborn = JudgeGrader("http://unused", max_attempts=2, chat=lambda m, s: "no json")
+    assert stubborn.met("q?", "a", _question().criteria[0]) is False and stubborn.failures == 1
+    assert parse_verdict('{"criteria_met": false}') is False and parse_verdict("{oops}") is None
+
+
+def test_loader_names_line_and_key(tmp_path: Path) -> None:
+    good = {"id": "a", "question": "What is gout?", "criteria": [{"criterion": "Uric acid", "points": 5,
+                                                                   "phrases": "uric"}]}
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "b", "criteria": [
+        {"criterion": "x", "points": 11}]}) + "\n")
+    with pytest.raises(UserError, match=r"r.jsonl line 2 criterion 1: `points` must be"):
+        load_rubric(path)
+    path.write_text(json.dumps({**good, "criteria": [{"criterion": "bad", "points": -3}]}) + "\n")
+    with pytest.raises(UserError, match="line 1: needs at least one criterion with positive points"):
+        load_rubric(path)
+    path.write_text("{not json\n")
+    with pytest.raises(UserError, match="line 1: not valid JSON"):
+        load_rubric(path)
+    with pytest.raises(UserError, match="not found"):
+        resolve_rubric_path(str(tmp_path / "missing.jsonl"))
+
+
+def test_packaged_sets_are_valid_and_not_answered_by_echoing_the_question() -> None:
+    test_set = load_rubric(resolve_rubric_path("consumer-health"))
+    dev_set = load_rubric(resolve_rubric_path("consumer-health-dev"))
+    assert len(test_set) >= 80 and len(dev_set) >= 30
+    assert not {q.question for q in test_set} & {q.question for q in dev_set}
+    topics = {t for q in test_set for t in q.tags if t.startswith("topic:")}
+    assert len(topics) >= 10 and "topic:rare_disease" in topics
+    assert all(4 <= len(q.criteria) <= 8 for q in test_set)
+    # a reply that only repeats the question earns (almost) nothing
+    assert grade(test_set, [q.question for q in test_set]).score < 0.05
+
+
+def test_held_out_rubric_file_is_the_recorded_one() -> None:
+    import hashlib
+    import re
+
+    folder = resolve_rubric_path("consumer-health").parent
+    recorded = dict(re.findall(r"([0-9a-f]{64})\s+(consumer_health_\w+\.jsonl)", (folder / "README.md").read_text()))
+    recorded = {name: sha for sha, name in recorded.items()}
+    for name in ("consumer_health_test.jsonl", "consumer_health_dev.jsonl"):
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == recorded[name], f"{name} changed"
+
+
+def test_eval_rubric_task_end_to_end(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from medtune.config import EvalConfig
+    from medtune.evaluate.runner import evaluate_model
+
+    results = evaluate_model(str(tiny_model_dir), ["rubric:consumer-health-dev"], limit=3,
+                             settings=EvalConfig(max_new_tokens=4), out_dir=tmp_path / "r")
+    task = results["tasks"]["rubric:consumer-health-dev"]
+    assert task["n"] == 3 and len(task["per_example"]["rubric_score"]) == 3
+    low, high = task["intervals"]["rubric_score"]
+    assert 0.0 <= low <= task["metrics"]["rubric_score"] <= high <= 1.0
+    assert any(tag.startswith("axis:") for tag in task["tags"])
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["tasks"]["rubric:consumer-health-dev"]["grader"] \
+        == "phrase"
