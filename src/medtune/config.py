@@ -34,7 +34,10 @@ class ModelConfig(Section):
     )
     max_seq_length: int = Field(512, ge=16, description="Longest tokenized example used in training.")
     attn_implementation: str | None = Field(None, description="e.g. sdpa, eager, flash_attention_2.")
-    trust_remote_code: bool = False
+    trust_remote_code: bool = Field(
+        False, description="Run the model folder's own Python code (custom architectures) when loading its "
+        "config, tokenizer and weights; only for models you trust. Recorded in run.json for later loads."
+    )
 
 
 class SourceSpec(Section):
@@ -112,7 +115,10 @@ class TrainConfig(Section):
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    optimizer: str = Field("auto", description="auto: adamw_torch on CPU, adamw_8bit on CUDA; or any HF name.")
+    optimizer: str = Field(
+        "auto", description="auto: adamw_8bit with a quantized (nf4/int8) base, else adamw_torch (the same "
+        "policy in plan and train); or any HF Trainer `optim` name (8-bit/paged ones need CUDA)."
+    )
     gradient_checkpointing: bool = True
     padding_free: bool = Field(
         True, description="Flatten each batch into one sequence (no pad tokens; position_ids keep examples apart)."
@@ -152,6 +158,8 @@ class EvalConfig(Section):
     num_beams: int = Field(1, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
     bertscore_model: str | None = Field(None, description="Default: the offline MiniLM.")
+    engine: Literal["transformers", "vllm"] = Field("transformers", description="Free-text generation engine; "
+                                                    "vllm = vLLM's offline batch API (CUDA GPU + pip install vllm).")
     rubric_grader: Literal["phrase", "judge"] = Field("phrase", description="Rubric tasks: offline phrase matching "
                                                       "or an LLM judge behind judge_url.")
     judge_url: str | None = Field(None, description="OpenAI-compatible endpoint of the rubric judge (.../v1).")
@@ -159,15 +167,16 @@ class EvalConfig(Section):
 
 
 class ExportConfig(Section):
-    """Merging and export for serving (``medtune export``)."""
+    """Merging and export for serving: ``medtune export RUN`` takes these from the run's recorded recipe
+    unless a flag of the same name is given."""
 
-    format: Literal["gguf", "hf"] = "gguf"
-    quant: Literal["f16", "q8_0", "q4_k_m"] = "q4_k_m"
-    ollama_name: str | None = None
-    temperature: float = 0.3
-    top_p: float = 0.9
-    top_k: int = 40
-    num_ctx: int = 2048
+    format: Literal["gguf", "hf"] = Field("gguf", description="gguf (llama.cpp/Ollama) or hf (merged folder).")
+    quant: Literal["f16", "q8_0", "q4_k_m"] = Field("q4_k_m", description="GGUF quantization (`--quant`).")
+    ollama_name: str | None = Field(None, description="Write a Modelfile and `ollama create` this name (`--ollama`).")
+    temperature: float = Field(0.3, description="Modelfile sampling temperature.")
+    top_p: float = Field(0.9, description="Modelfile top_p.")
+    top_k: int = Field(40, description="Modelfile top_k.")
+    num_ctx: int = Field(2048, description="Modelfile context window (tokens).")
 
 
 class Recipe(Section):

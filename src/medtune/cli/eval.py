@@ -37,6 +37,8 @@ def eval_command(
     rag: str | None = typer.Option(None, "--rag", help="Answer free-text questions from this index "
                                    "(`medtune index build ... --name NAME`), citing its passages."),
     rag_k: int = typer.Option(4, "--rag-k", min=1, help="Passages retrieved per question with --rag."),
+    engine: str = typer.Option("transformers", "--engine", help="Free-text generation: transformers, or vllm "
+                               "(vLLM's offline batch API; needs a CUDA GPU and pip install vllm)."),
     grader: str = typer.Option("phrase", "--grader", help="Rubric tasks: phrase (offline) or judge (--judge-url)."),
     judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible endpoint of the rubric judge, "
                                          "e.g. http://127.0.0.1:8000/v1 (`medtune serve`, llama.cpp server)."),
@@ -56,12 +58,14 @@ def eval_command(
 
     if prompt not in ("served", "training"):
         raise UserError(f"--prompt must be served or training, not {prompt!r}.")
+    if engine not in ("transformers", "vllm"):
+        raise UserError(f"--engine must be transformers or vllm, not {engine!r}.")
     if grader not in ("phrase", "judge") or (grader == "judge" and not judge_url):
         raise UserError("--grader must be phrase, or judge together with --judge-url URL.")
     names = [t.name for t in parse_tasks(tasks)]
     settings = EvalConfig(tasks=names, limit=limit, sample_seed=seed, shots=shots, use_chat_template=chat_template,
                           mc_chat_template=mc_chat_template, prompt=prompt, rubric_grader=grader,
-                          judge_url=judge_url, judge_model=judge_model,
+                          judge_url=judge_url, judge_model=judge_model, engine=engine,
                           batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                           num_beams=num_beams, repetition_penalty=repetition_penalty)
     retriever = None

@@ -109,10 +109,13 @@ def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: A
                                 system_prompt=context["system_prompt"]) for q in questions]
     bar = progress.add_task(f"{task.name}: generating", total=len(prompts))
     began = time.perf_counter()
-    gens = generate_answers(model, tokenizer, prompts, settings,
-                            stop_ids=stop_token_ids(tokenizer, context["style"] if settings.use_chat_template
-                                                    else "chat-template"),
-                            on_batch=lambda n: progress.advance(bar, n))
+    stop_ids = stop_token_ids(tokenizer, context["style"] if settings.use_chat_template else "chat-template")
+    if context.get("vllm") is not None:
+        gens = context["vllm"].generate(prompts, settings, stop_ids)
+        progress.advance(bar, len(prompts))
+    else:
+        gens = generate_answers(model, tokenizer, prompts, settings, stop_ids=stop_ids,
+                                on_batch=lambda n: progress.advance(bar, n))
     seconds = time.perf_counter() - began
     answers = [g.text for g in gens]
     per: dict[str, list[float]] = {"hit_token_limit": [float(g.hit_limit) for g in gens],
@@ -310,6 +313,10 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
 
     task_examples = {t.name: sample_examples(t.load(root, context), limit, settings.sample_seed, t.name)
                      for t in chosen}
+    if settings.engine == "vllm":
+        from medtune.evaluate.vllm_engine import VLLMGenerator
+
+        context["vllm"] = VLLMGenerator(model)
     if loaded is None:
         from medtune.models import BUILTIN_MODELS, load_causal_lm, load_tokenizer
 
