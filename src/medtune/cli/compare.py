@@ -32,7 +32,7 @@ def compare_command(
         table.add_column(column)
     for d in diffs:
         table.add_row(d.task, d.metric, Path(d.model).name, str(d.n), f"{d.baseline:.4f}", f"{d.other:.4f}",
-                      f"{d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]{' *' if d.significant else ''}")
+                      f"{d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}] {d.verdict}")
     console.print(table)
     console.print(f"written: {target}/comparison.md, comparison.html, comparison.json")
 

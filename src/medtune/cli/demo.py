@@ -67,9 +67,8 @@ def _print_comparison(base: dict, tuned: dict) -> None:
     for column in ("task", "metric", "n", "base", "fine-tuned", "difference [95% CI]", ""):
         table.add_column(column, justify="left" if column in ("task", "metric", "") else "right")
     for d in sorted(diffs, key=lambda d: (d.task, DEMO_METRICS.index(d.metric))):
-        verdict = "significant" if d.significant else "not significant"
         table.add_row(d.task, d.metric, str(d.n), f"{d.baseline:.4f}", f"{d.other:.4f}",
-                      f"{d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]", verdict)
+                      f"{d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]", d.verdict)
     console.print(table)
 
 

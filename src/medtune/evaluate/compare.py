@@ -36,6 +36,11 @@ class Difference:
         """True when the 95% CI excludes zero."""
         return self.ci_low > 0 or self.ci_high < 0
 
+    @property
+    def verdict(self) -> str:
+        """``significant`` or ``not significant`` (the CI crosses zero), for tables."""
+        return "significant" if self.significant else "not significant"
+
 
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a results.json file, or the results.json inside a folder (e.g. RUN/eval or RUN)."""
@@ -104,11 +109,11 @@ def compare_results(results: list[dict[str, Any]], resamples: int = 2000) -> lis
 def render_markdown(results: list[dict[str, Any]], diffs: list[Difference]) -> str:
     """Markdown table: task, metric, n, baseline, other, difference and its 95% CI (* = CI excludes 0)."""
     lines = [f"# Comparison against `{results[0]['label']}` (model {results[0]['model']})", "",
-             "| task | metric | model | n | baseline | other | diff | 95% CI |", "| --- | --- | --- | --- | --- | --- | "
-             "--- | --- |"]
-    lines += [f"| {d.task} | {d.metric} | {d.model} | {d.n} | {d.baseline:.4f} | {d.other:.4f} | {d.diff:+.4f}"
-              f"{' *' if d.significant else ''} | [{d.ci_low:+.4f}, {d.ci_high:+.4f}] |" for d in diffs]
-    return "\n".join(lines) + "\n\n`*`: the paired bootstrap 95% CI excludes zero.\n"
+             "| task | metric | model | n | baseline | other | diff | 95% CI | |", "| --- | --- | --- | --- | --- | --- | "
+             "--- | --- | --- |"]
+    lines += [f"| {d.task} | {d.metric} | {d.model} | {d.n} | {d.baseline:.4f} | {d.other:.4f} | {d.diff:+.4f} | "
+              f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}] | {d.verdict} |" for d in diffs]
+    return "\n".join(lines) + "\n\nsignificant: the paired bootstrap 95% CI excludes zero.\n"
 
 
 def difference_figure(diffs: list[Difference]) -> str:
@@ -140,8 +145,8 @@ def write_comparison(results: list[dict[str, Any]], out_dir: Path, resamples: in
     markdown = render_markdown(results, diffs)
     (out_dir / "comparison.md").write_text(markdown)
     body = "".join(f"<tr><td>{html.escape(d.task)}</td><td>{html.escape(d.metric)}</td><td>{html.escape(d.model)}</td>"
-                   f"<td>{d.n}</td><td>{d.baseline:.4f}</td><td>{d.other:.4f}</td><td>{d.diff:+.4f}"
-                   f"{' *' if d.significant else ''}</td><td>[{d.ci_low:+.4f}, {d.ci_high:+.4f}]</td></tr>"
+                   f"<td>{d.n}</td><td>{d.baseline:.4f}</td><td>{d.other:.4f}</td><td>{d.diff:+.4f}</td>"
+                   f"<td>[{d.ci_low:+.4f}, {d.ci_high:+.4f}] {d.verdict}</td></tr>"
                    for d in diffs)
     (out_dir / "comparison.html").write_text(
         "<html><head><meta charset='utf-8'><title>medtune compare</title></head><body>"
