@@ -2,8 +2,9 @@
 
 Layout of ``MEDTUNE_HOME/runs/<name>-<YYYYmmdd-HHMMSS>/``::
 
-    run.json            base_model, recipe name, prompt_style, system_prompt, created, status
-    recipe.yaml         the resolved recipe (every default filled in)
+    run.json            base_model, recipe name and recipe_hash, prompt_style, system_prompt, created, status
+                        (running, failed, completed), pid and host of the training process
+    recipe.yaml         the resolved recipe (every default filled in, ``--max-steps`` included)
     chat_template.jinja the chat template used in training
     data_manifest.json  copy of the prepared data's manifest.json
     metrics.jsonl       one JSON object per logged step (step, loss, lr, grad_norm, tokens_per_s) or eval
@@ -17,6 +18,7 @@ Layout of ``MEDTUNE_HOME/runs/<name>-<YYYYmmdd-HHMMSS>/``::
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,19 @@ class RunDir:
     def summary_data(self) -> dict[str, Any]:
         """Return ``summary.json`` as a dict (empty when missing)."""
         return json.loads(self.summary.read_text()) if self.summary.is_file() else {}
+
+    def recorded_recipe(self) -> dict[str, Any]:
+        """Return the resolved recipe the run was trained from (``recipe.yaml``; empty when missing)."""
+        import yaml
+
+        return (yaml.safe_load(self.recipe.read_text(encoding="utf-8")) or {}) if self.recipe.is_file() else {}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step, so a process killed mid-write leaves the old file whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def new_run_dir(name: str) -> RunDir:

@@ -86,3 +86,20 @@ def splits_for(model_dir: Path, rows: list[dict[str, str]]) -> tuple[Any, Any]:
 
     tokenizer = load_tokenizer(str(model_dir))
     return rows_to_prompt_completion(rows, tokenizer), rows_to_prompt_completion(rows[:2], tokenizer)
+
+
+def fake_run(recipe: Any, status: str, checkpoint_steps: tuple[int, ...] = (2,), **info: object) -> Any:
+    """A run folder as `medtune train` leaves it (no weights), with complete checkpoints at ``checkpoint_steps``."""
+    from transformers import TrainerState
+
+    from medtune.runs import new_run_dir
+    from medtune.train.trainer import _write_run_files, update_run_info
+
+    run = new_run_dir(recipe.name)
+    _write_run_files(run, recipe, tokenizer=None, prepared=None)
+    update_run_info(run, {"status": status, **info})
+    for step in checkpoint_steps:
+        folder = run.root / "checkpoints" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        TrainerState(global_step=step, num_input_tokens_seen=100 * step).save_to_json(str(folder / "trainer_state.json"))
+    return run

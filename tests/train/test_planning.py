@@ -72,3 +72,35 @@ def test_plan_cli_prints_figures() -> None:
     assert "6,815,744" in result.output
     assert "fits in 16 GB" in result.output
     assert load_recipe("mistral-7b/study").lora.r == 8
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "quantization", "cuda", "expected", "state_bytes"),
+    [
+        ("auto", "none", False, "adamw_torch", 8),  # CPU
+        ("auto", "none", True, "adamw_torch", 8),  # full-precision LoRA on a GPU: no bitsandbytes needed
+        ("auto", "nf4", True, "adamw_8bit", 2),  # QLoRA: bitsandbytes is there already
+        ("paged_adamw_8bit", "nf4", True, "paged_adamw_8bit", 2),
+        ("adamw_torch", "nf4", True, "adamw_torch", 8),
+    ],
+)
+def test_plan_and_train_resolve_the_optimizer_alike(
+    optimizer: str, quantization: str, cuda: bool, expected: str, state_bytes: int
+) -> None:
+    from medtune.train.trainer import build_sft_config
+
+    plan = _plan(model={"quantization": quantization}, train={"optimizer": optimizer})
+    recipe = recipe_from_dict({"name": "p", "model": {"quantization": quantization}, "train": {"optimizer": optimizer}})
+    args = build_sft_config(recipe, "unused", max_steps=1, has_eval=False, cuda=cuda)
+    assert args.optim == expected and plan.optimizer_kind.startswith(f"{expected}:")
+    assert plan.optimizer == 41_943_040 * state_bytes
+
+
+def test_train_refuses_bitsandbytes_optimizers_without_cuda() -> None:
+    from medtune.errors import UserError
+    from medtune.train.optimizer import resolve_optimizer
+
+    for name in ("adamw_8bit", "paged_adamw_32bit"):
+        with pytest.raises(UserError, match=f"train.optimizer: {name} needs a CUDA GPU"):
+            resolve_optimizer(name, "none", cuda=False)
+        assert resolve_optimizer(name, "none") == name  # planning checks no device

@@ -1,8 +1,7 @@
-"""`medtune train` / `merge` / `runs` on a tiny random Llama: run folder, resume, CPU refusals, merge."""
+"""`medtune train` / `merge` / `runs` on a tiny random Llama: run folder, CPU refusals, merge (resume: test_resume)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from typer.testing import CliRunner
 from medtune.cli import get_app
 from medtune.errors import UserError
 from medtune.runs import list_runs
+from medtune.train.resume import recipe_hash
 from medtune.train.trainer import train_recipe
 
 
@@ -53,8 +53,10 @@ def test_train_writes_complete_run_and_changes_adapter(
     info = run.info()
     assert info["status"] == "completed" and info["base_model"] == str(tiny_model_dir)
     assert info["prompt_style"] == "chat-template" and "system_prompt" in info and "prepared_dir" in info
+    assert info["recipe_hash"] == recipe_hash(run.recorded_recipe()) and info["trust_remote_code"] is False
     summary = run.summary_data()
     assert summary["steps"] == 3 and summary["tokens_per_s"] > 0 and summary["peak_memory_bytes"] > 0
+    assert summary["session_tokens"] == summary["tokens"] > 0 and summary["resumed_from_step"] is None
     for key in ("initial_loss", "final_loss", "min_loss", "mean_loss"):
         assert summary[key] > 0
     assert summary["val_loss_per_epoch"]  # 6 rows, batch 2 -> 3 steps cross at least one epoch end
@@ -66,26 +68,6 @@ def test_train_writes_complete_run_and_changes_adapter(
     assert summary["trainable_params"] == sum(w.numel() for w in weights.values())
     table = CliRunner().invoke(get_app(), ["runs"])
     assert "tiny-test" in table.output and f"{summary['final_loss']:.4f}"[:4] in table.output
-
-
-def test_resume_continues_from_saved_step(tiny_model_dir: Path, qa_rows: list[dict[str, str]]) -> None:
-    splits = splits_for(tiny_model_dir, qa_rows * 2)
-    first = train_recipe(tiny_recipe(tiny_model_dir, max_steps=2, save_steps=2, epochs=5), splits=splits)
-    assert (first.root / "checkpoints" / "checkpoint-2").is_dir()
-    resumed = train_recipe(
-        tiny_recipe(tiny_model_dir, max_steps=4, save_steps=2, epochs=5), splits=splits, resume=True
-    )
-    assert resumed.root == first.root
-    steps = [
-        r["step"] for r in map(json.loads, resumed.metrics.read_text().splitlines()) if r["type"] == "train"
-    ]
-    assert steps == [1, 2, 3, 4]  # the resumed session logged steps 3 and 4 only
-    assert resumed.summary_data()["steps"] == 4 and resumed.summary_data()["resumed"] is True
-
-
-def test_resume_without_checkpoint_is_a_user_error(tiny_model_dir: Path) -> None:
-    with pytest.raises(UserError, match="--resume"):
-        train_recipe(tiny_recipe(tiny_model_dir), resume=True, splits=(None, None))
 
 
 def test_merge_matches_adapter_outputs(tiny_model_dir: Path, qa_rows: list[dict[str, str]]) -> None:

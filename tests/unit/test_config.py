@@ -72,3 +72,4 @@ def test_cli_recipes_lists_and_bad_recipe_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(get_app(), ["recipes"])
     assert result.exit_code == 0, result.output
     assert "config-a" in result.output
+    assert "Study" in result.output  # recipe descriptions are listed

@@ -3,26 +3,56 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from medtune.cli._console import console
 
+if TYPE_CHECKING:
+    from medtune.config import ExportConfig
+
+RECORDED = "default: the run's recipe export: section, else"
+
+
+def export_settings(model: str, flags: dict[str, Any]) -> ExportConfig:
+    """The flags the user gave, else the run's recorded recipe ``export:`` section, else the defaults."""
+    from pydantic import ValidationError
+
+    from medtune.config import ExportConfig, describe_validation_error
+    from medtune.errors import UserError
+    from medtune.export.pipeline import _resolve_source
+    from medtune.runs import RunDir
+
+    run = RunDir(_resolve_source(model)[0])
+    try:
+        recorded = ExportConfig.model_validate(run.recorded_recipe().get("export") or {})
+    except ValidationError as error:
+        raise UserError(describe_validation_error(f"{run.recipe} (export)", error, ExportConfig)) from None
+    return recorded.model_copy(update={key: value for key, value in flags.items() if value is not None})
+
 
 def export(
     model: str = typer.Argument(..., help="Run name/folder, adapter folder, or plain model (alias, HF folder)."),
-    fmt: str = typer.Option("gguf", "--format", help="gguf | hf (merged 16-bit folder)."),
-    quant: str = typer.Option("q4_k_m", "--quant", help="f16 | q8_0 | q4_k_m"),
-    ollama: str = typer.Option(None, "--ollama", help="Write a Modelfile and `ollama create` this name."),
+    fmt: str | None = typer.Option(None, "--format", help=f"gguf | hf (merged 16-bit folder); {RECORDED} gguf."),
+    quant: str | None = typer.Option(None, "--quant", help=f"f16 | q8_0 | q4_k_m; {RECORDED} q4_k_m."),
+    ollama: str | None = typer.Option(
+        None, "--ollama", help=f"Write a Modelfile and `ollama create` this name; {RECORDED} none."
+    ),
     out: Path = typer.Option(None, "--out", help="Output folder (default: <run>/export or MEDTUNE_HOME/exports)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare llama.cpp with transformers."),
-    temperature: float = typer.Option(0.3, help="Modelfile temperature."),
-    top_p: float = typer.Option(0.9, help="Modelfile top_p."),
-    top_k: int = typer.Option(40, help="Modelfile top_k."),
-    num_ctx: int = typer.Option(2048, help="Modelfile num_ctx."),
+    temperature: float | None = typer.Option(None, help=f"Modelfile temperature; {RECORDED} 0.3."),
+    top_p: float | None = typer.Option(None, help=f"Modelfile top_p; {RECORDED} 0.9."),
+    top_k: int | None = typer.Option(None, help=f"Modelfile top_k; {RECORDED} 40."),
+    num_ctx: int | None = typer.Option(None, help=f"Modelfile num_ctx; {RECORDED} 2048."),
 ) -> None:
     """Merge the adapter (16-bit), convert to GGUF, quantize, verify against transformers, write a Modelfile."""
     from medtune.export.pipeline import export_model
+
+    settings = export_settings(model, {"format": fmt, "quant": quant, "ollama_name": ollama,
+                                       "temperature": temperature, "top_p": top_p, "top_k": top_k, "num_ctx": num_ctx})
+    fmt, quant, ollama = settings.format, settings.quant, settings.ollama_name
+    temperature, top_p, top_k, num_ctx = settings.temperature, settings.top_p, settings.top_k, settings.num_ctx
 
     report = export_model(model, fmt=fmt, quant=quant, ollama=ollama, out_dir=out, verify=verify,
                           params={"temperature": temperature, "top_p": top_p, "top_k": top_k, "num_ctx": num_ctx})

@@ -8,14 +8,14 @@ from medtune.cli._console import console
 
 
 def recipes() -> None:
-    """List the shipped recipes with their model, data size, LoRA and epochs (each one validated)."""
+    """List the shipped recipes with their model, data size, LoRA, epochs and description (each one validated)."""
     from rich.table import Table
 
     from medtune.config import load_recipe, recipes_root, shipped_recipes
 
     table = Table(title=f"Recipes in {recipes_root()}")
     table.add_column("recipe", no_wrap=True, style="bold")
-    for column in ("model", "quant", "samples", "epochs", "lora"):
+    for column in ("model", "quant", "samples", "epochs", "lora", "description"):
         table.add_column(column, overflow="fold")
     for path in shipped_recipes():
         recipe = load_recipe(path)
@@ -28,6 +28,7 @@ def recipes() -> None:
             str(recipe.data.sample_size or "all"),
             f"{recipe.train.epochs:g}",
             f"r={lora.r} a={lora.alpha} {targets}{' rslora' if lora.use_rslora else ''}",
+            recipe.description,
         )
     console.print(table)
     console.print("Run one with the command in its first line, e.g. [bold]medtune train recipes/smollm2-135m/tiny.yaml[/]")

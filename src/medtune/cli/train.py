@@ -10,7 +10,10 @@ from medtune.cli._console import console
 def train(
     recipe: str = typer.Argument(..., help="Recipe YAML file or shipped name (e.g. smollm2-135m/tiny)."),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue the newest run of this recipe from its last checkpoint."
+        False,
+        "--resume",
+        help="Continue the newest run of this recipe from its last checkpoint, if it was interrupted and the "
+        "recipe (and --max-steps) are unchanged.",
     ),
     max_steps: int | None = typer.Option(
         None, "--max-steps", help="Stop after N optimizer steps (overrides the recipe)."
@@ -23,6 +26,8 @@ def train(
     run = train_recipe(load_recipe(recipe), resume=resume, max_steps=max_steps)
     summary = run.summary_data()
     console.print(f"[bold green]done[/]: {run.root}")
+    if summary.get("resumed_from_step") is not None:
+        console.print(f"resumed from step {summary['resumed_from_step']}; tokens/s below is this session's")
     if summary:
         def fmt(key: str) -> str:
             value = summary.get(key)

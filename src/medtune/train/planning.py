@@ -16,6 +16,7 @@ from typing import Any
 from medtune.config import LoraConfig as LoraSection
 from medtune.config import Recipe
 from medtune.train.lora import peft_lora_config, target_modules
+from medtune.train.optimizer import resolve_optimizer
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 GIB = 1024**3
@@ -31,7 +32,7 @@ def shipped_config_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_model_config(name: str, gguf_file: str | None = None) -> Any:
+def load_model_config(name: str, gguf_file: str | None = None, *, trust_remote_code: bool = False) -> Any:
     """Return the config of ``name`` without loading weights (shipped copy, local folder or alias)."""
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -42,10 +43,10 @@ def load_model_config(name: str, gguf_file: str | None = None) -> Any:
         return CONFIG_MAPPING[raw.pop("model_type")](**raw)
     from medtune.models import resolve_model_path
 
-    return AutoConfig.from_pretrained(str(resolve_model_path(name, gguf_file)))
+    return AutoConfig.from_pretrained(str(resolve_model_path(name, gguf_file)), trust_remote_code=trust_remote_code)
 
 
-def count_parameters(model_config: Any, lora: LoraSection) -> tuple[int, int]:
+def count_parameters(model_config: Any, lora: LoraSection, *, trust_remote_code: bool = False) -> tuple[int, int]:
     """Return ``(trainable, total)`` parameters of the LoRA-wrapped model built on the meta device."""
     import torch
     from peft import get_peft_model
@@ -53,7 +54,7 @@ def count_parameters(model_config: Any, lora: LoraSection) -> tuple[int, int]:
 
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore", FutureWarning)
-        model = AutoModelForCausalLM.from_config(model_config)
+        model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
         peft_model = get_peft_model(model, peft_lora_config(lora))
     trainable, total = peft_model.get_nb_trainable_parameters()
     return int(trainable), int(total)
@@ -115,11 +116,6 @@ class MemoryPlan:
         return {**asdict(self), "fits": self.fits}
 
 
-def _is_8bit_optimizer(name: str, quantization: str) -> bool:
-    """True when the optimizer keeps 8-bit states ("auto" picks adamw_8bit on CUDA / quantized bases)."""
-    return "8bit" in name or (name == "auto" and quantization != "none")
-
-
 def estimate_memory(
     recipe: Recipe, model_config: Any, trainable: int, total: int, gpu_mem_gb: float | None = None
 ) -> MemoryPlan:
@@ -129,7 +125,8 @@ def estimate_memory(
       * weights: decoder linear layers at the quantization's bits per weight; embeddings, head, norms
         stay at 16-bit (bitsandbytes keeps them unquantized); 4 bytes/param in float32.
       * adapters_and_grads: trainable parameters in fp32 plus their fp32 gradients (8 bytes each).
-      * optimizer: AdamW keeps two moments: 8 bytes/param at 32-bit, 2 bytes/param with 8-bit states.
+      * optimizer: the recipe's optimizer as ``medtune train`` resolves it (``resolve_optimizer``); AdamW
+        keeps two moments: 8 bytes/param at 32-bit, 2 bytes/param with 8-bit states.
       * activations: per token and layer, tensors saved for backward (~16 hidden + 3 intermediate values);
         with gradient checkpointing only each layer's input is kept plus one layer recomputed at a time.
         Logits in fp32 (and their gradient) are added: 8 bytes * vocab per token.
@@ -144,8 +141,10 @@ def estimate_memory(
     weight_bits = WEIGHT_BITS.get(quant, half * 8)
     weights = int(linear * weight_bits / 8 + other * half)
     adapters = trainable * 8
-    optimizer_kind = "8-bit AdamW" if _is_8bit_optimizer(recipe.train.optimizer, quant) else "32-bit AdamW"
-    optimizer = trainable * (2 if "8-bit" in optimizer_kind else 8)
+    optim = resolve_optimizer(recipe.train.optimizer, quant)  # the same policy as `medtune train`
+    eight_bit = "8bit" in optim
+    optimizer_kind = f"{optim}: {'8' if eight_bit else '32'}-bit states"
+    optimizer = trainable * (2 if eight_bit else 8)
     tokens = recipe.train.batch_size * recipe.model.max_seq_length
     hidden, inter = model_config.hidden_size, model_config.intermediate_size
     per_layer_token = half * (16 * hidden + 3 * inter)
@@ -177,6 +176,7 @@ def estimate_memory(
 
 def plan_recipe(recipe: Recipe, gpu_mem_gb: float | None = None) -> MemoryPlan:
     """Count parameters exactly and estimate memory for ``recipe`` (no weights are loaded)."""
-    model_config = load_model_config(recipe.model.name, recipe.model.gguf_file)
-    trainable, total = count_parameters(model_config, recipe.lora)
+    trust = recipe.model.trust_remote_code
+    model_config = load_model_config(recipe.model.name, recipe.model.gguf_file, trust_remote_code=trust)
+    trainable, total = count_parameters(model_config, recipe.lora, trust_remote_code=trust)
     return estimate_memory(recipe, model_config, trainable, total, gpu_mem_gb)

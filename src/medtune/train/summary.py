@@ -20,10 +20,15 @@ def summarize(
     steps: int,
     seconds: float,
     tokens: int,
+    session_tokens: int,
     peak_memory_bytes: int,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the summary: train loss stats, val loss per epoch, steps, seconds, tokens/s, memory."""
+    """Build the summary: train loss stats, val loss per epoch, steps, seconds, tokens/s, memory.
+
+    ``tokens`` counts every session of the run; ``seconds`` and ``session_tokens`` only the last session
+    (a resumed run starts from a checkpoint), so tokens/s is the last session's rate.
+    """
     losses = [r["loss"] for r in records if r.get("type") == "train"]
     evals = [r for r in records if r.get("type") == "eval"]
     per_epoch: dict[str, float] = {}
@@ -42,7 +47,8 @@ def summarize(
         "steps": steps,
         "seconds": round(seconds, 2),
         "tokens": tokens,
-        "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else None,
+        "session_tokens": session_tokens,
+        "tokens_per_s": round(session_tokens / seconds, 2) if seconds > 0 else None,
         "peak_memory_bytes": peak_memory_bytes,
         **(extra or {}),
     }

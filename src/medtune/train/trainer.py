@@ -18,21 +18,16 @@ import yaml
 
 from medtune.config import Recipe
 from medtune.errors import UserError
-from medtune.runs import RunDir, list_runs, new_run_dir
-
-CHECKPOINTS = "checkpoints"
-
-
-def resolve_optimizer(name: str, cuda: bool) -> str:
-    """``auto`` -> adamw_torch on CPU, adamw_8bit on CUDA; 8-bit/paged optimizers are refused on CPU."""
-    if name == "auto":
-        return "adamw_8bit" if cuda else "adamw_torch"
-    if not cuda and ("8bit" in name or name.startswith("paged_")):
-        raise UserError(
-            f"train.optimizer: {name} needs a CUDA GPU (bitsandbytes); "
-            "set `optimizer: auto` or `adamw_torch` in the recipe."
-        )
-    return name
+from medtune.runs import RunDir, new_run_dir, write_text_atomic
+from medtune.train.optimizer import resolve_optimizer
+from medtune.train.resume import (
+    CHECKPOINTS,
+    ResumePoint,
+    find_resume_point,
+    recipe_hash,
+    session_marker,
+    truncate_metrics,
+)
 
 
 def data_hash(recipe: Recipe) -> str:
@@ -82,12 +77,11 @@ def load_splits(prepared: Path) -> tuple[Any, Any | None]:
     return splits["train"], validation
 
 
-def find_resumable_run(recipe_name: str) -> RunDir | None:
-    """The newest run folder of ``recipe_name`` that holds a checkpoint."""
-    for run in list_runs():
-        if run.info().get("recipe") == recipe_name and any((run.root / CHECKPOINTS).glob("checkpoint-*")):
-            return run
-    return None
+def with_max_steps(recipe: Recipe, max_steps: int | None) -> Recipe:
+    """``recipe`` with ``train.max_steps`` overridden (``--max-steps``), so the run records what it trains."""
+    if max_steps is None:
+        return recipe
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": max_steps})})
 
 
 def build_sft_config(
@@ -117,7 +111,7 @@ def build_sft_config(
         warmup_steps=warmup,
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
-        optim=resolve_optimizer(train.optimizer, cuda),
+        optim=resolve_optimizer(train.optimizer, recipe.model.quantization, cuda=cuda),
         activation_checkpointing=train.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
         bf16=half and torch_dtype == "bfloat16",
@@ -154,7 +148,8 @@ def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
     from medtune.train.lora import peft_lora_config
 
     require_cuda_for(recipe.model.quantization)
-    tokenizer = load_tokenizer(recipe.model.name, recipe.model.gguf_file)
+    trust = recipe.model.trust_remote_code
+    tokenizer = load_tokenizer(recipe.model.name, recipe.model.gguf_file, trust_remote_code=trust)
     model = load_causal_lm(
         recipe.model.name,
         dtype=recipe.model.dtype,
@@ -162,6 +157,7 @@ def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
         gguf_file=recipe.model.gguf_file,
         attn_implementation=recipe.model.attn_implementation,
         apply_adapter=False,
+        trust_remote_code=trust,
     )
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
@@ -176,7 +172,8 @@ def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
 
 def _write_run_files(run: RunDir, recipe: Recipe, tokenizer: Any, prepared: Path | None) -> None:
     """Write recipe.yaml, chat_template.jinja, data_manifest.json and the initial run.json."""
-    run.recipe.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    resolved = recipe.model_dump(mode="json")
+    run.recipe.write_text(yaml.safe_dump(resolved, sort_keys=False))
     template = getattr(tokenizer, "chat_template", None)
     if template:
         run.chat_template.write_text(template if isinstance(template, str) else json.dumps(template))
@@ -188,6 +185,8 @@ def _write_run_files(run: RunDir, recipe: Recipe, tokenizer: Any, prepared: Path
         "base_model": recipe.model.name,
         "gguf_file": recipe.model.gguf_file,
         "recipe": recipe.name,
+        "recipe_hash": recipe_hash(resolved),
+        "trust_remote_code": recipe.model.trust_remote_code,
         "prompt_style": manifest.get("prompt_style", recipe.data.prompt_style),
         "system_prompt": manifest.get("system_prompt", recipe.data.system_prompt),
         "prepared_dir": str(prepared) if prepared else None,
@@ -201,7 +200,7 @@ def _write_run_files(run: RunDir, recipe: Recipe, tokenizer: Any, prepared: Path
 def update_run_info(run: RunDir, values: dict[str, Any]) -> dict[str, Any]:
     """Merge ``values`` into run.json and return the result."""
     info = {**run.info(), **values}
-    run.run_json.write_text(json.dumps(info, indent=2))
+    write_text_atomic(run.run_json, json.dumps(info, indent=2))
     return info
 
 
@@ -228,42 +227,70 @@ def train_recipe(
 ) -> RunDir:
     """Train ``recipe``; ``splits`` (train, validation) of prompt/completion rows bypasses prepared data.
 
-    Returns the run folder. ``resume`` continues the newest run of this recipe from its last checkpoint.
+    ``max_steps`` overrides ``train.max_steps`` (and is recorded in the run's recipe). ``resume`` continues
+    the newest run of the recipe when it was interrupted, from its last complete checkpoint (refused
+    otherwise: see :func:`medtune.train.resume.find_resume_point`). Returns the run folder.
     """
     import torch
-    from trl import SFTTrainer
-
-    from medtune.prompts import end_of_turn_token
-    from medtune.train.callbacks import EpochEvalCallback, MetricsCallback, RichProgressCallback
-    from medtune.train.dataset import tokenize_split
-    from medtune.train.summary import peak_memory_bytes, plot_loss_curve, read_metrics, summarize
-
-    cuda = torch.cuda.is_available()
-    resolve_optimizer(recipe.train.optimizer, cuda)
-    from medtune.models import require_cuda_for
-
-    require_cuda_for(recipe.model.quantization)
-    run = find_resumable_run(recipe.name) if resume else None
-    if resume and run is None:
-        raise UserError(
-            f"--resume: no run of recipe '{recipe.name}' has a checkpoint yet; train without --resume."
-        )
     from accelerate import PartialState
 
+    from medtune.models import require_cuda_for
+
+    recipe = with_max_steps(recipe, max_steps)
+    cuda = torch.cuda.is_available()
+    resolve_optimizer(recipe.train.optimizer, recipe.model.quantization, cuda=cuda)
+    require_cuda_for(recipe.model.quantization)
     state = PartialState(cpu=not cuda)  # one process, or each process of torchrun / accelerate launch
+    point = find_resume_point(recipe, check_live=state.is_main_process) if resume else None
     prepared = None
     if splits is None:
         with state.main_process_first():
             prepared = ensure_prepared(recipe)
         splits = load_splits(prepared)
     model, tokenizer = load_model_for_training(recipe)
-    if run is None:
-        run = _shared_run_dir(state, recipe, tokenizer, prepared)
+    run = point.run if point else _shared_run_dir(state, recipe, tokenizer, prepared)
+    trainer, stats = _build_trainer(recipe, run, model, tokenizer, splits, cuda)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if state.is_main_process:
+        if point:
+            truncate_metrics(run.metrics, point.step)
+        update_run_info(run, {"status": "running", "trainable_params": trainable, **session_marker()})
+    start = time.perf_counter()
+    try:
+        output = trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
+    except BaseException:
+        if state.is_main_process:
+            update_run_info(run, {"status": "failed"})
+        raise
+    seconds = time.perf_counter() - start
+    if trainer.is_world_process_zero():
+        extra = {
+            "train_runtime": output.metrics.get("train_runtime"),
+            "trainable_params": trainable,
+            "train_rows": stats.rows,
+            "train_kept": stats.kept,
+            "dropped": stats.dropped,
+            "answer_tokens": stats.label_tokens,
+            "processes": state.num_processes,
+        }
+        _finish_run(run, recipe, trainer, tokenizer, seconds, point, extra)
+    return run
+
+
+def _build_trainer(
+    recipe: Recipe, run: RunDir, model: Any, tokenizer: Any, splits: tuple[Any, Any | None], cuda: bool
+) -> tuple[Any, Any]:
+    """Tokenize the splits (answer-only labels) and return ``(SFTTrainer, train split stats)``."""
+    from trl import SFTTrainer
+
+    from medtune.prompts import end_of_turn_token
+    from medtune.train.callbacks import EpochEvalCallback, MetricsCallback, RichProgressCallback
+    from medtune.train.dataset import tokenize_split
+
     end_token = end_of_turn_token(tokenizer, run.info().get("prompt_style") or recipe.data.prompt_style)
     train_raw, val_raw = splits
-    train_ds, stats = tokenize_split(
-        train_raw, tokenizer, recipe.model.max_seq_length, recipe.train.completion_only_loss, end_token
-    )
+    length, answer_only = recipe.model.max_seq_length, recipe.train.completion_only_loss
+    train_ds, stats = tokenize_split(train_raw, tokenizer, length, answer_only, end_token)
     if stats.kept == 0:
         raise UserError(
             f"recipe {recipe.name}: every training row is longer than model.max_seq_length="
@@ -273,13 +300,9 @@ def train_recipe(
     if val_raw is not None:
         if recipe.train.max_eval_samples and len(val_raw) > recipe.train.max_eval_samples:
             val_raw = val_raw.select(range(recipe.train.max_eval_samples))
-        val_ds, _ = tokenize_split(
-            val_raw, tokenizer, recipe.model.max_seq_length, recipe.train.completion_only_loss, end_token
-        )
+        val_ds, _ = tokenize_split(val_raw, tokenizer, length, answer_only, end_token)
         val_ds = val_ds if len(val_ds) else None
-    args = build_sft_config(
-        recipe, run.root / CHECKPOINTS, max_steps=max_steps, has_eval=val_ds is not None, cuda=cuda
-    )
+    args = build_sft_config(recipe, run.root / CHECKPOINTS, max_steps=None, has_eval=val_ds is not None, cuda=cuda)
     callbacks: list[Any] = [MetricsCallback(run.metrics), RichProgressCallback()]
     if val_ds is not None and recipe.train.eval_steps:
         callbacks.append(EpochEvalCallback())
@@ -291,39 +314,34 @@ def train_recipe(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if state.is_main_process:
-        update_run_info(run, {"status": "running", "trainable_params": trainable})
-    start = time.perf_counter()
-    try:
-        output = trainer.train(resume_from_checkpoint=True if resume else None)
-    except BaseException:
-        if state.is_main_process:
-            update_run_info(run, {"status": "failed"})
-        raise
-    seconds = time.perf_counter() - start
-    if trainer.is_world_process_zero():
-        model.save_pretrained(run.adapter)
-        tokenizer.save_pretrained(run.tokenizer)
-        records = read_metrics(run.metrics)
-        summary = summarize(
-            records,
-            steps=trainer.state.global_step,
-            seconds=seconds,
-            tokens=int(trainer.state.num_input_tokens_seen),
-            peak_memory_bytes=peak_memory_bytes(),
-            extra={
-                "train_runtime": output.metrics.get("train_runtime"),
-                "trainable_params": trainable,
-                "train_rows": stats.rows,
-                "train_kept": stats.kept,
-                "dropped": stats.dropped,
-                "answer_tokens": stats.label_tokens,
-                "resumed": resume,
-                "processes": state.num_processes,
-            },
-        )
-        run.summary.write_text(json.dumps(summary, indent=2))
-        plot_loss_curve(records, run.loss_curve, title=f"{recipe.name} ({recipe.model.name})")
-        update_run_info(run, {"status": "completed", "steps": trainer.state.global_step})
-    return run
+    return trainer, stats
+
+
+def _finish_run(
+    run: RunDir,
+    recipe: Recipe,
+    trainer: Any,
+    tokenizer: Any,
+    seconds: float,
+    point: ResumePoint | None,
+    extra: dict[str, Any],
+) -> None:
+    """Save adapter and tokenizer, write summary.json (tokens/s of this session) and the loss curve."""
+    from medtune.train.summary import peak_memory_bytes, plot_loss_curve, read_metrics, summarize
+
+    trainer.model.save_pretrained(run.adapter)
+    tokenizer.save_pretrained(run.tokenizer)
+    records = read_metrics(run.metrics)
+    tokens = int(trainer.state.num_input_tokens_seen)
+    summary = summarize(
+        records,
+        steps=trainer.state.global_step,
+        seconds=seconds,
+        tokens=tokens,
+        session_tokens=tokens - (point.tokens if point else 0),
+        peak_memory_bytes=peak_memory_bytes(),
+        extra={**extra, "resumed_from_step": point.step if point else None},
+    )
+    run.summary.write_text(json.dumps(summary, indent=2))
+    plot_loss_curve(records, run.loss_curve, title=f"{recipe.name} ({recipe.model.name})")
+    update_run_info(run, {"status": "completed", "steps": trainer.state.global_step})
