@@ -76,7 +76,10 @@ class DataConfig(Section):
     prompt_style: str = Field(
         "chat-template", description="chat-template (the model's own), mistral-inst or llama3-header."
     )
-    system_prompt: str | None = Field(None, description="Optional system prompt for every example.")
+    system_prompt: str | None = Field(
+        "served", description="System prompt of every training example: `served` = the guard's (what ask, chat, "
+        "the UI, serve, eval and the Modelfile send); null or '' = none (the chat template's default); or a text."
+    )
     seed: int = 42
 
     @field_validator("split")

@@ -42,6 +42,39 @@ def has_control_strings(text: str) -> bool:
     return bool(_CONTROL_RE.search(text) or _RESERVED_RE.search(text))
 
 
+SERVED = "served"
+
+
+def training_system_prompt(configured: str | None) -> str | None:
+    """The system prompt training examples are rendered with (``data.system_prompt``).
+
+    ``served`` (the default) = the guard's system prompt, i.e. what ask, chat, the UI, serve, eval and the Modelfile
+    send, so the tuned behaviour is learned under the prompt it is used under; None or ``""`` = no system message (the
+    template's default, e.g. SmolLM2's "You are a helpful AI assistant named SmolLM..."); any other text = itself.
+    """
+    if configured == SERVED:
+        from medtune.guard.config import default_guard_config
+
+        return default_guard_config().system_prompt
+    return configured or None
+
+
+def served_system_prompt(model: str | Any = None) -> str:
+    """The system prompt every answer path sends for ``model``: the one a run folder trained with (its run.json
+    ``system_prompt``), else the guard's. Runs trained without a system prompt are served with the guard's."""
+    import json
+    from pathlib import Path
+
+    run_json = Path(str(model)).expanduser() / "run.json" if model else None
+    if run_json is not None and run_json.is_file():
+        trained = json.loads(run_json.read_text()).get("system_prompt")
+        if trained:
+            return str(trained)
+    from medtune.guard.config import default_guard_config
+
+    return default_guard_config().system_prompt
+
+
 def build_messages(question: str, system_prompt: str | None = None, answer: str | None = None) -> list[Message]:
     """Return the message list for one turn (system optional, assistant answer optional)."""
     messages: list[Message] = []

@@ -87,7 +87,12 @@ def test_files_and_formatting(prepared: tuple[Path, dict[str, Any], int]) -> Non
         assert len(lines) == len(csv_rows) == count
         assert json.loads(lines[0]) == csv_rows[0]
     row = json.loads((out / "train.jsonl").read_text().splitlines()[0])
-    assert row["prompt"].startswith("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n")
+    # the served system prompt (the guard's) comes first: training sees what ask/chat/UI/serve send
+    from medtune.guard.config import default_guard_config
+
+    served = default_guard_config().system_prompt
+    assert row["prompt"].startswith(f"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{served}<|eot_id|>"
+                                    "<|start_header_id|>user<|end_header_id|>\n\n")
     assert row["prompt"].endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
     assert row["completion"] == row["answer"] + "<|eot_id|>"
 

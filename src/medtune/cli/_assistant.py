@@ -29,7 +29,11 @@ def build_assistant(model: str, backend: str, url: str | None, temperature: floa
         from medtune.rag import open_retriever
 
         retriever = open_retriever(name=rag)
-    return Assistant(load_backend(backend, model_name, **options), guard, settings, retriever=retriever)
+    from medtune.prompts import served_system_prompt
+
+    system_prompt = served_system_prompt(model_name) if guard is not None else None
+    return Assistant(load_backend(backend, model_name, **options), guard, settings, retriever=retriever,
+                     system_prompt=system_prompt)
 
 
 def timing_line(reply: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from medtune.config import DataConfig
 from medtune.errors import UserError
-from medtune.prompts import PROMPT_STYLES, render_example
+from medtune.prompts import PROMPT_STYLES, render_example, training_system_prompt
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -104,7 +104,8 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
         from medtune.models import load_tokenizer
 
         tokenizer = load_tokenizer(model_name or DEFAULT_MODEL)
-    format_rows(selected, data.prompt_style, tokenizer, data.system_prompt, progress=progress)
+    system_prompt = training_system_prompt(data.system_prompt)
+    format_rows(selected, data.prompt_style, tokenizer, system_prompt, progress=progress)
 
     reasons = Counter(row["reason"] for row in rejected)
     manifest: dict[str, Any] = {
@@ -126,7 +127,8 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
         "balance": data.balance,
         "split_fractions": list(data.split),
         "prompt_style": data.prompt_style,
-        "system_prompt": data.system_prompt,
+        "system_prompt": system_prompt,
+        "system_prompt_setting": data.system_prompt,
         "model": model_name if data.prompt_style == "chat-template" else None,
         "output_dir": str(out_dir.resolve()),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -59,14 +59,14 @@ def model_size_bytes(model: str) -> int:
 def _run_context(model: str, prompt: str = "served") -> dict[str, Any]:
     """Prompt style and the system prompt to score with, from a run folder's run.json (defaults otherwise).
 
-    ``prompt="served"``: the system prompt ask/chat/UI/serve send (the run's recorded ``served_system_prompt``, else
-    the guard's); ``"training"``: the one the run's examples were rendered with (None = the template's default).
+    ``prompt="served"``: the system prompt ask/chat/UI/serve send (:func:`medtune.prompts.served_system_prompt`);
+    ``"training"``: the one the run's examples were rendered with (None = the template's default).
     """
-    from medtune.guard.config import default_guard_config
+    from medtune.prompts import served_system_prompt
 
     run_json = Path(model).expanduser() / "run.json"
     info = json.loads(run_json.read_text()) if run_json.is_file() else {}
-    served = info.get("served_system_prompt") or default_guard_config().system_prompt
+    served = served_system_prompt(model)
     if prompt == "training" and not info:
         raise UserError(f"--prompt training needs a run folder (with run.json); {model} is not one. "
                         "Use --prompt served for a base model.")

@@ -87,10 +87,15 @@ class Assistant:
     """A guarded, streaming medical QA assistant on top of any :class:`Backend`."""
 
     def __init__(self, backend: Backend, guard: Guard | None, settings: GenerationSettings | None = None,
-                 retriever: Any = None, top_k_passages: int = 4) -> None:
-        """Wrap ``backend``; ``guard`` None disables input checks and answer finalization."""
+                 retriever: Any = None, top_k_passages: int = 4, system_prompt: str | None = None) -> None:
+        """Wrap ``backend``; ``guard`` None disables input checks and answer finalization.
+
+        ``system_prompt`` replaces the guard's (a run's served prompt, :func:`medtune.prompts.served_system_prompt`);
+        without a guard there is no system prompt unless one is given.
+        """
         self.backend = backend
         self.guard = guard
+        self.system_prompt = system_prompt or (guard.system_prompt if guard is not None else None)
         self.settings = settings or GenerationSettings()
         self.retriever = retriever
         self.top_k_passages = top_k_passages
@@ -98,7 +103,7 @@ class Assistant:
     def build_messages(self, question: str, history: list[Message],
                        passages: list[Any] | None = None) -> list[Message]:
         """System prompt (guard, plus retrieval instructions) + history + question, trimmed to the window."""
-        guard_prompt = self.guard.system_prompt if self.guard is not None else None
+        guard_prompt = self.system_prompt
         system: list[Message] = [{"role": "system", "content": guard_prompt}] if guard_prompt else []
         turn: list[Message] = [{"role": "user", "content": question}]
         if passages is not None:

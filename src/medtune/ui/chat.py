@@ -99,9 +99,10 @@ def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: 
     """
     from medtune.inference.assistant import Assistant
     from medtune.inference.base import GenerationSettings
+    from medtune.prompts import served_system_prompt
 
     assistant = Assistant(backend, sidebar.cached_guard(), GenerationSettings(**settings), retriever=retriever,
-                          top_k_passages=rag_k)
+                          top_k_passages=rag_k, system_prompt=served_system_prompt(choice.model))
     history = history_for_model(_messages())
     with st.chat_message("user", avatar=components.USER_AVATAR):
         st.markdown(question)
