@@ -87,3 +87,28 @@ def test_merge_matches_adapter_outputs(tiny_model_dir: Path, qa_rows: list[dict[
         torch.testing.assert_close(
             merged(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-4, rtol=1e-4
         )
+
+
+def test_training_prints_loss_lines_not_raw_dictionaries(tiny_model_dir: Path, qa_rows: list[dict[str, str]],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from medtune.cli._console import err_console
+    from medtune.train.callbacks import RichProgressCallback
+
+    callback = RichProgressCallback()
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=10, global_step=0)
+    with err_console.capture() as captured:
+        callback.on_train_begin(None, state, None)
+        state.global_step = 5
+        callback.on_log(None, state, None, logs={"loss": 2.2901, "learning_rate": 5e-4})
+        callback.on_log(None, state, None, logs={"eval_loss": 1.9876})
+        callback.on_train_end(None, state, None)
+    text = captured.get()
+    assert "step 5/10  loss 2.2901  lr 5.00e-04" in text and "validation loss 1.9876" in text
+    assert "{'loss'" not in text
+    # a real run: the Trainer's PrinterCallback (raw log dictionaries on stdout) is removed
+    capsys.readouterr()
+    run = train_recipe(tiny_recipe(tiny_model_dir, max_steps=2), splits=splits_for(tiny_model_dir, qa_rows))
+    assert run.summary_data()["steps"] == 2
+    assert "{'loss'" not in capsys.readouterr().out

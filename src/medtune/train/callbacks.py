@@ -110,10 +110,15 @@ class RichProgressCallback(TrainerCallback):
         """Show the last train / validation loss."""
         if self.progress is None or not logs:
             return
+        step = f"step {state.global_step}/{state.max_steps}"
         if "loss" in logs:
-            self.progress.update(self.task, info=f"loss {logs['loss']:.4f}")
+            loss = float(logs["loss"])
+            self.progress.update(self.task, info=f"loss {loss:.4f}")
+            rate = logs.get("learning_rate")
+            self.progress.console.print(f"{step}  loss {loss:.4f}" + (f"  lr {float(rate):.2e}" if rate else ""))
         elif "eval_loss" in logs:
-            self.progress.update(self.task, info=f"val loss {logs['eval_loss']:.4f}")
+            self.progress.update(self.task, info=f"val loss {float(logs['eval_loss']):.4f}")
+            self.progress.console.print(f"{step}  validation loss {float(logs['eval_loss']):.4f}")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close the bar."""

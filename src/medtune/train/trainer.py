@@ -314,6 +314,10 @@ def _build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    # disable_tqdm makes the Trainer print raw log dictionaries; the rich bar and its loss lines replace them
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     return trainer, stats
 
 
