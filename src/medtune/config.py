@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from medtune.errors import UserError
 
@@ -51,6 +59,21 @@ class SourceSpec(Section):
     name: str | None = Field(None, description="Source label written to each row (default: the kind).")
 
 
+class GroundedConfig(Section):
+    """Grounded fine-tuning (``medtune prepare --grounded INDEX``): train and validation prompts carry ``k`` retrieved,
+    numbered passages in the served grounded format and the targets cite them (``medtune.data.grounded``)."""
+
+    index: str | None = Field(
+        None, description="Index (`medtune index build ... --exclude-prepared-test DIR`) the passages come from; "
+        "null = plain prompts. Prepare refuses an index that holds any of this data's test answers."
+    )
+    k: int = Field(4, ge=1, le=20, description="Passages per prompt (`ask --rag` and `eval --rag` serve 4).")
+    no_answer_share: float = Field(
+        0.15, ge=0.0, lt=1.0, description="Share of examples whose own document is left out of the passages; their "
+        "target says the sources do not cover the question."
+    )
+
+
 class DataConfig(Section):
     """How raw QA sets become a clean, split, model-formatted dataset (``medtune prepare``)."""
 
@@ -80,7 +103,19 @@ class DataConfig(Section):
         "served", description="System prompt of every training example: `served` = the guard's (what ask, chat, "
         "the UI, serve, eval and the Modelfile send); null or '' = none (the chat template's default); or a text."
     )
+    grounded: GroundedConfig = Field(
+        default_factory=GroundedConfig,  # type: ignore[arg-type]
+        description="Retrieval-augmented training prompts with cited targets.",
+    )
     seed: int = 42
+
+    @model_serializer(mode="wrap")
+    def _omit_grounded_when_off(self, handler: Any) -> dict[str, Any]:
+        """Leave ``grounded`` out while it is off, so recipes without it keep their data hash and recipe hash."""
+        dumped = dict(handler(self))
+        if self.grounded.index is None:
+            dumped.pop("grounded", None)
+        return dumped
 
     @field_validator("split")
     @classmethod

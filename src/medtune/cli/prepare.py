@@ -21,6 +21,10 @@ def prepare(
     prompt_style: str | None = typer.Option(None, "--prompt-style", help="chat-template, mistral-inst, "
                                             "llama3-header."),
     balance: str | None = typer.Option(None, "--balance", help="Sampling across sources: equal or proportional."),
+    grounded: str | None = typer.Option(None, "--grounded", help="Index whose passages go into the train/validation "
+                                        "prompts, with cited targets (grounded fine-tuning; the index must be built "
+                                        "with --exclude-prepared-test). k and the no-answer share: data.grounded. "
+                                        "'none': plain prompts even when the recipe grounds them."),
 ) -> None:
     """Load, clean, de-duplicate, sample, split (grouped, stratified) and format medical QA data."""
     from pydantic import ValidationError
@@ -43,6 +47,8 @@ def prepare(
         for key, value in overrides.items():
             if value is not None:
                 setattr(data, key, value)
+        if grounded is not None:
+            data.grounded.index = None if grounded.lower() == "none" else grounded
     except ValidationError as error:
         raise UserError(describe_validation_error("command line", error, DataConfig)) from None
     model_name = model or (loaded.model.name if loaded else DEFAULT_MODEL)
@@ -59,8 +65,20 @@ def prepare(
     for reason, count in manifest["rejected"].items():
         table.add_row(f"[red]dropped[/] {reason}", f"{count:,}")
     console.print(table)
+    if "grounded" in manifest:
+        _print_grounded(manifest["grounded"], out)
     changed = ", ".join(f"{k} {v:,}" for k, v in manifest["modified"].items()) or "none"
     console.print(f"text changed by cleaning: {changed}. Dropped rows with reasons: {out / 'rejected.jsonl'}")
+
+
+def _print_grounded(info: dict, out: Path) -> None:
+    """One paragraph on the grounded examples (what ``OUT/grounded.jsonl`` records per row)."""
+    rows = ", ".join(f"{split} {counts.get('with_answer', 0):,} with the answer + {counts.get('no_answer', 0):,} "
+                     "without" for split, counts in info["rows"].items())
+    console.print(f"grounded on index [bold]{info['index']}[/] (k={info['k']}): {rows}; "
+                  f"{info['cited_statements']:,} of {info['statements']:,} answer statements cite their passage; "
+                  f"test answers in the index: {info['test_answers_in_index']}, passages of test documents left out: "
+                  f"{info['test_document_passages_dropped']:,}. Per row: {out / 'grounded.jsonl'}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

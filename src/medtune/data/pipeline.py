@@ -75,6 +75,11 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
     if data.min_question_chars > data.max_question_chars or data.min_answer_chars > data.max_answer_chars:
         raise UserError("data: a min_*_chars is larger than its max_*_chars; fix the length filter.")
     _check_out_dir(out_dir)
+    grounding = None
+    if data.grounded.index:  # fails fast when the index is missing or keeps the test answers
+        from medtune.data.grounded import GroundedBuilder
+
+        grounding = GroundedBuilder(data.grounded, warn=warn)
 
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -96,6 +101,8 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
     selected, not_sampled = sample_rows(cleaned.kept, data.sample_size, data.balance, data.seed)
     rejected.extend({**{k: v for k, v in row.items() if k != "_qkey"}, "reason": "not_sampled"}
                     for row in not_sampled)
+    if grounding is not None:
+        grounding.remember_documents(selected)
     splits = split_rows(selected, data.split, data.seed)
     for split_rows_ in splits.values():
         for row in split_rows_:
@@ -106,6 +113,8 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
         tokenizer = load_tokenizer(model_name or DEFAULT_MODEL)
     system_prompt = training_system_prompt(data.system_prompt)
     format_rows(selected, data.prompt_style, tokenizer, system_prompt, progress=progress)
+    grounded = grounding.apply(splits, data.prompt_style, tokenizer, system_prompt, out_dir, data.seed,
+                               progress=progress) if grounding is not None else None
 
     reasons = Counter(row["reason"] for row in rejected)
     manifest: dict[str, Any] = {
@@ -130,6 +139,7 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
         "system_prompt": system_prompt,
         "system_prompt_setting": data.system_prompt,
         "model": model_name if data.prompt_style == "chat-template" else None,
+        **({"grounded": grounded} if grounded else {}),
         "output_dir": str(out_dir.resolve()),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 # Cosine similarity (MiniLM) of the best passage under which retrieval counts as "nothing relevant found".
 # Measured on MedQuAD: on-topic questions score 0.5-0.8, off-topic ones (sports, cooking) under 0.2.
 NO_EVIDENCE_THRESHOLD = 0.35
+_LOOK_ELSEWHERE = "Please check a trusted source such as MedlinePlus or ask a clinician."
 NO_EVIDENCE = ("Sources: none — no passage in the medical index matched this question, so the answer above is "
-               "not backed by a source. Please check a trusted source such as MedlinePlus or ask a clinician.")
+               f"not backed by a source. {_LOOK_ELSEWHERE}")
+# The answer grounded fine-tuning teaches when no passage holds the answer (medtune.data.grounded), and what
+# says_not_covered recognises in generated answers.
+NOT_COVERED = f"The sources do not cover this question, so I cannot answer it from them. {_LOOK_ELSEWHERE}"
+# A cited passage supports a sentence when at least this share of the sentence's content words occur in it
+# (support_score). Calibrated on the 28 hand-labelled (sentence, passage, supported?) pairs of
+# tests/data/citation_support.jsonl (15 supported: verbatim and paraphrased; 13 not: same-topic claims the passage
+# does not make, contradictions, true sentences citing the wrong passage): the accuracy-maximising cut lies between
+# 0.600 (the highest-scoring unsupported sentence) and 0.615 (the lowest supported one above it); 0.61 labels 27 of
+# 28 right (0.964; leave-one-out 0.929). All-word overlap (stopwords kept) reached 0.964 / 0.857 leave-one-out,
+# MiniLM cosine of sentence and whole passage 0.679 / 0.393, so the metric uses content-word overlap.
+SUPPORT_THRESHOLD = 0.61
 GROUNDING_INSTRUCTIONS = ("Answer the question using only the numbered sources below. Cite every statement "
                           "with the number of its source in square brackets, like [1] or [2]. Do not cite a "
                           "number that is not listed. If the sources do not answer the question, say so.")
@@ -19,6 +31,13 @@ NO_EVIDENCE_INSTRUCTIONS = ("No relevant source was found for this question. Say
                             "for it, give at most general, cautious guidance, and do not cite any source.")
 DEFAULT_SYSTEM_PROMPT = "You are a careful medical information assistant. You do not replace a clinician."
 _CITATION = re.compile(r"\[(\s*\d+(?:\s*[,;–-]\s*\d+)*\s*)\]")
+_LEADING_CITATIONS = re.compile(r"^(?:\s*\[(\s*\d+(?:\s*[,;–-]\s*\d+)*\s*)\])+")
+_NOT_COVERED = re.compile(
+    r"\b(?:sources?|passages?|documents?|references?|information)\b[^.?!]{0,40}?\b(?:do(?:es)?|did|cannot|can't)"
+    r"(?:n[o']t| not)?\s*(?:not\s+)?(?:cover|answer|address|mention|contain|include|say|discuss)"
+    r"|\b(?:could|can)(?:not|n't| not) find (?:a|any) (?:relevant )?(?:source|information|passage)"
+    r"|\bno (?:relevant )?(?:source|passage)s? (?:was |were )?(?:found|cover|covers|answer|answers|mention)"
+    r"|\bnot (?:covered|answered|addressed|mentioned) (?:by|in) the (?:sources?|passages?)", re.IGNORECASE)
 
 
 def _get(passage: Any, key: str, default: Any = "") -> Any:
@@ -113,3 +132,88 @@ def citation_warning(check: CitationCheck) -> str | None:
     if not check.cited:
         return "Citation check: the answer cites none of the sources listed below; compare it with them before relying on it."
     return None
+
+
+def says_not_covered(answer: str) -> bool:
+    """True when an answer states that the sources do not cover the question (:data:`NOT_COVERED` and the usual
+    wordings: "the sources do not mention ...", "I could not find a source ...", "no relevant source was found")."""
+    return bool(_NOT_COVERED.search(answer))
+
+
+def _content_words(text: str) -> set[str]:
+    """Lower-cased words without BM25's English stopwords, a plural ``s`` dropped (``genes`` = ``gene``)."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    from medtune.evaluate.metrics import words
+
+    return {w[:-1] if len(w) > 4 and w.endswith("s") else w for w in words(text) if w not in STOPWORDS_EN}
+
+
+def support_score(sentence: str, passage_text: str) -> float:
+    """Share of the content words of ``sentence`` (citations removed) that occur in ``passage_text`` (0 when none)."""
+    own = _content_words(_CITATION.sub(" ", sentence))
+    return len(own & _content_words(passage_text)) / len(own) if own else 0.0
+
+
+def cited_sentences(answer: str) -> list[tuple[str, list[int]]]:
+    """Each sentence of ``answer`` with its citations removed, and the numbers it cites (in order, no repeats).
+
+    A citation that opens a sentence ("... hemoglobin. [1] It ...") belongs to the sentence before it.
+    """
+    from medtune.evaluate.hallucination import split_sentences
+
+    out: list[tuple[str, list[int]]] = []
+    for sentence in split_sentences(answer):
+        leading = _LEADING_CITATIONS.match(sentence)
+        if leading and out:
+            out[-1][1].extend(n for n in _cited_numbers(leading.group(0)) if n not in out[-1][1])
+            sentence = sentence[leading.end():]
+        text = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_CITATION.sub(" ", sentence).split()))
+        out.append((text, _cited_numbers(sentence)))
+    return [(text, numbers) for text, numbers in out if text.strip(" .!?")]
+
+
+def _cited_numbers(text: str) -> list[int]:
+    """The numbers of every ``[n]`` group in ``text``, in order, without repeats."""
+    cited: list[int] = []
+    for match in _CITATION.finditer(text):
+        cited.extend(n for n in _numbers(match.group(1)) if n not in cited)
+    return cited
+
+
+def citation_support(answer: str, passages: Sequence[Any],
+                     threshold: float = SUPPORT_THRESHOLD) -> list[tuple[str, int, bool]]:
+    """Every cited (sentence, number) pair of ``answer`` and whether that passage supports the sentence
+    (:func:`support_score` >= ``threshold``); a number that is not a listed passage supports nothing."""
+    pairs = []
+    for text, numbers in cited_sentences(answer):
+        for number in numbers:
+            ok = 1 <= number <= len(passages) and \
+                support_score(text, str(_get(passages[number - 1], "text"))) >= threshold
+            pairs.append((text, number, ok))
+    return pairs
+
+
+_SENTENCE_PIECES = re.compile(r"((?<=[.!?])\s+|\n+)")  # the boundaries of evaluate.hallucination.split_sentences
+_TRAILING = re.compile(r"(?:[.!?;:]+[\"'”’]*)?\s*$")  # final punctuation, then closing quotes
+
+
+def cite_sentences(text: str, choose: Callable[[str], int | None]) -> tuple[str, int, int]:
+    """Append ``[n]`` to each statement of ``text`` (before its final punctuation) where ``choose(sentence)`` gives a
+    number; questions and sentences without a word are left as they are. Returns the text, the statements and
+    how many of them were cited."""
+    pieces = _SENTENCE_PIECES.split(text)
+    statements = cited = 0
+    for index in range(0, len(pieces), 2):
+        sentence = pieces[index]
+        if not re.search(r"\w", sentence) or sentence.rstrip().endswith("?"):
+            continue
+        statements += 1
+        number = choose(sentence)
+        if number is None:
+            continue
+        cited += 1
+        tail = _TRAILING.search(sentence)
+        cut = tail.start() if tail else len(sentence)  # always a match (it may be empty)
+        pieces[index] = f"{sentence[:cut].rstrip()} [{number}]{sentence[cut:]}"
+    return "".join(pieces), statements, cited

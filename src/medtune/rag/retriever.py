@@ -135,12 +135,22 @@ class Retriever:
         lexical = [c for c, _ in self.lexical(question, depth)]
         return self.fuse(lexical, [c for c, _ in semantic], k), cosines
 
-    def retrieve(self, question: str, k: int = 4, mode: Mode | None = None) -> list[Passage]:
-        """Top ``k`` passages for ``question``, best first, each scored by cosine similarity to it."""
+    def retrieve(self, question: str, k: int = 4, mode: Mode | None = None, vector: Any = None) -> list[Passage]:
+        """Top ``k`` passages for ``question``, best first, each scored by cosine similarity to it.
+
+        ``vector``: the question's embedding when the caller embedded many questions in one batch.
+        """
         if not question.strip() or k <= 0:
             return []
-        vector = self._query_vector(question)
+        vector = self._query_vector(question) if vector is None else vector
         ranked, cosines = self.rank(question, k, mode, vector=vector)
+        return self.passages(ranked, vector, cosines)
+
+    def passages(self, ranked: list[tuple[str, float]], vector: Any,
+                 cosines: dict[str, float] | None = None) -> list[Passage]:
+        """``Passage`` objects for ranked ``(chunk_id, ranking score)``, scored by cosine with the question
+        ``vector`` (``cosines`` known from the dense search are reused; the others come from the stored vectors)."""
+        cosines = dict(cosines or {})
         missing = [c for c, _ in ranked if c not in cosines]
         if missing:
             import numpy as np
