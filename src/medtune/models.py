@@ -14,12 +14,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medtune.devices import plan_placement, require_cuda_for, resolve_dtype, torch_dtype
 from medtune.errors import UserError
 from medtune.paths import cache_dir
+
+log = logging.getLogger(__name__)
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 
@@ -173,25 +177,9 @@ def ensure_distinct_pad_token(tokenizer: Any) -> None:
 
 
 def select_dtype(requested: str = "auto") -> Any:
-    """Pick the torch dtype: bf16 on GPUs that support it, fp16 on older GPUs (T4), fp32 on CPU."""
-    import torch
-
-    if requested != "auto":
-        return getattr(torch, requested)
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-def require_cuda_for(quantization: str) -> None:
-    """Refuse bitsandbytes quantization without CUDA, with the fix in the message."""
-    import torch
-
-    if quantization != "none" and not torch.cuda.is_available():
-        raise UserError(
-            f"model.quantization: {quantization} needs a CUDA GPU (bitsandbytes); "
-            "this machine has none. Set `quantization: none` in the recipe to train in full precision."
-        )
+    """The torch dtype of the device policy (:func:`medtune.devices.resolve_dtype`): bf16 on GPUs with native
+    bf16, fp16 on older GPUs (T4), fp32 on the CPU; an explicit dtype is kept (bf16 -> fp16 on a T4)."""
+    return torch_dtype(resolve_dtype(requested))
 
 
 def quantization_config(quantization: str, compute_dtype: Any) -> Any:
@@ -211,38 +199,84 @@ def quantization_config(quantization: str, compute_dtype: Any) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+def _run_info(path: Path) -> dict[str, Any]:
+    """``run.json`` of a run folder as a dict (empty for other folders)."""
+    return dict(json.loads((path / "run.json").read_text())) if (path / "run.json").is_file() else {}
+
+
+def trained_precision(path: Path) -> tuple[str, str]:
+    """Return ``(dtype, quantization)`` a run folder was trained in: run.json's ``dtype`` (when recorded) or
+    the recipe's ``model.dtype`` (``auto`` when unknown), and run.json's ``quantization``. Adapter folders
+    without run.json: ``("auto", "none")``."""
+    import yaml
+
+    info = _run_info(path)
+    recipe = yaml.safe_load((path / "recipe.yaml").read_text()) if (path / "recipe.yaml").is_file() else None
+    dtype = info.get("dtype") or ((recipe or {}).get("model") or {}).get("dtype") or "auto"
+    return str(dtype), str(info.get("quantization") or "none")
+
+
 def load_causal_lm(
     name: str,
     *,
     dtype: str = "auto",
-    quantization: str = "none",
+    quantization: str | None = None,
     gguf_file: str | None = None,
     attn_implementation: str | None = None,
     apply_adapter: bool = True,
     trust_remote_code: bool = False,
 ) -> Any:
-    """Load a causal LM for training or inference; run/adapter folders get their adapter applied."""
-    from transformers import AutoModelForCausalLM
+    """Load a causal LM placed by the device policy (:mod:`medtune.devices`); run/adapter folders get their
+    adapter applied.
+
+    Args:
+        name: alias, HF folder, GGUF file, hub id, or a run/adapter folder.
+        dtype: ``auto`` follows a run's training dtype, else the policy (bf16/fp16 on CUDA, fp32 on the CPU).
+        quantization: ``nf4``/``int8``/``none``. None (the default) loads a run folder in the quantization it
+            was trained in (unquantized, with a logged note, when there is no GPU) and anything else
+            unquantized. An explicit ``nf4``/``int8`` without CUDA is a UserError.
+        gguf_file: GGUF file name inside ``name`` when it is a folder.
+        attn_implementation: e.g. ``sdpa`` or ``eager``.
+        apply_adapter: False loads a run's base model only.
+        trust_remote_code: allow the model folder's own code (also taken from a run's run.json).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(name).expanduser()
     adapter: Path | None = None
+    trained_dtype, trained_quant = "auto", "none"
     if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
         adapter = adapter_dir(path)
+        trained_dtype, trained_quant = trained_precision(path)
+        gguf_file = gguf_file or _run_info(path).get("gguf_file")
+        trust_remote_code = trust_remote_code or bool(_run_info(path).get("trust_remote_code"))
         name = adapter_base_model(path)
-    torch_dtype = select_dtype(dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
-    quant = quantization_config(quantization, torch_dtype)
+    source = str(resolve_model_path(name, gguf_file))
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise UserError(f"{name}: cannot load the model ({error}); use a local folder or an alias.") from None
+    placement = plan_placement(trained_dtype if dtype == "auto" else dtype, quantization or trained_quant,
+                               strict=quantization is not None, config=config,
+                               trust_remote_code=trust_remote_code)
+    if placement.note:
+        log.warning("%s: %s", path if adapter is not None else name, placement.note)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(placement.dtype), "device_map": placement.device_map,
+                              "trust_remote_code": trust_remote_code}
+    quant = quantization_config(placement.quantization, torch_dtype(placement.dtype))
     if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": 0})
+        kwargs["quantization_config"] = quant
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    source = resolve_model_path(name, gguf_file)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(source, config=config, **kwargs)
     except OSError as error:
         raise UserError(f"{name}: cannot load the model ({error}); use a local folder or an alias.") from None
     if adapter is not None and apply_adapter:
         from peft import PeftModel
 
+        vocab = len(load_tokenizer(str(path), trust_remote_code=trust_remote_code))
+        if vocab > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(vocab)  # training added a pad token (see ensure_distinct_pad_token)
         model = PeftModel.from_pretrained(model, str(adapter))
     return model

@@ -1,4 +1,4 @@
-"""Export round trips: HF -> GGUF f16 (+ quantized) -> llama.cpp greedy answers == transformers'."""
+"""Export round trips: HF -> GGUF f16 (+ quantized) -> llama.cpp greedy answers == transformers', Modelfile."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ def test_smollm2_export_roundtrip_with_modelfile(tmp_path: Path) -> None:
                           questions=["What are the symptoms of type 2 diabetes?"])
     f16, q4 = tmp_path / "smollm2-135m-instruct-f16.gguf", tmp_path / "smollm2-135m-instruct-q4_k_m.gguf"
     assert f16.is_file() and q4.is_file() and q4.stat().st_size < f16.stat().st_size
-    check = report["verify"][f16.name]
-    assert check["exact"], check["prompts"]  # first 32 greedy tokens identical to transformers
+    check = report["verify"]["files"][f16.name]
+    assert report["verify"]["passed"] and check["exact"], check["prompts"]  # 32 greedy tokens as transformers'
     assert all(row["matching_prefix"] == 32 for row in check["prompts"])
-    assert 0.0 <= report["verify"][q4.name]["agreement"] <= 1.0
+    assert report["verify"]["reference"].startswith("model, float32")
+    assert 0.0 <= report["verify"]["files"][q4.name]["agreement"] <= 1.0
     modelfile = (tmp_path / "Modelfile").read_text()
     assert f"FROM {q4.resolve()}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
     assert report["ollama"]["command"] == f"ollama create medtune-smol -f {tmp_path / 'Modelfile'}"
@@ -56,12 +57,12 @@ def test_adapter_folder_is_merged_before_conversion(tmp_path: Path) -> None:
     adapter_dir = tmp_path / "adapter"
     peft_model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
-    report = export_model(str(adapter_dir), quant="f16", out_dir=tmp_path / "out", n_tokens=8,
-                          questions=["What is asthma?"])
+    # a random 64-wide model has near-ties that f16 rounding flips: the greedy check is for real models
+    report = export_model(str(adapter_dir), quant="f16", out_dir=tmp_path / "out", verify=False)
     merged = Path(report["hf_dir"])
     assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
-    check = next(iter(report["verify"].values()))
-    assert check["prompts"][0]["tokens"] == 8 and check["agreement"] >= 0.5
+    assert json.loads((merged / "merge.json").read_text())["max_abs_logit_diff"] < 1e-4  # a float32 merge
+    assert Path(report["gguf"]).is_file() and "verify" not in report
 
 
 def test_bad_options_are_user_errors() -> None:

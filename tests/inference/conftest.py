@@ -33,3 +33,30 @@ def tiny_backend(tiny_model_dir: Path):
     from medtune.inference.transformers_backend import TransformersBackend
 
     return TransformersBackend(str(tiny_model_dir))
+
+
+def make_lora_run(root: Path, base_model: str, *, quantization: str = "none", dtype: str = "float32",
+                  std: float = 0.05, prepared_dir: Path | None = None) -> Path:
+    """A run folder as `medtune train` leaves it (adapter/ with non-zero LoRA B, run.json, recipe.yaml),
+    without training: ``quantization`` is what run.json says the base was trained in."""
+    import json
+
+    import torch
+    import yaml
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from medtune.models import resolve_model_path
+
+    base = AutoModelForCausalLM.from_pretrained(str(resolve_model_path(base_model)), dtype=torch.float32)
+    torch.manual_seed(1)
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    for name, param in lora.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=std)
+    lora.save_pretrained(root / "adapter")
+    (root / "run.json").write_text(json.dumps({
+        "base_model": base_model, "quantization": quantization, "prompt_style": "chat-template",
+        "prepared_dir": str(prepared_dir) if prepared_dir else None, "status": "completed"}))
+    (root / "recipe.yaml").write_text(yaml.safe_dump({"name": root.name, "model": {"dtype": dtype}}))
+    return root

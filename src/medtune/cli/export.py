@@ -40,13 +40,21 @@ def export(
         None, "--ollama", help=f"Write a Modelfile and `ollama create` this name; {RECORDED} none."
     ),
     out: Path = typer.Option(None, "--out", help="Output folder (default: <run>/export or MEDTUNE_HOME/exports)."),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare llama.cpp with transformers."),
+    verify: bool = typer.Option(True, "--verify/--no-verify",
+                                help="Check the GGUFs against the model users trained (a failed check exits 1)."),
+    check_prompts: int = typer.Option(4, "--check-prompts", min=1, max=8,
+                                      help="Served prompts whose greedy tokens the f16 GGUF must reproduce."),
+    check_tokens: int = typer.Option(32, "--check-tokens", min=1, help="Greedy tokens compared per prompt."),
+    max_ppl_increase: float = typer.Option(
+        None, "--max-ppl-increase", min=0.0,
+        help="Fail when a quantized GGUF's perplexity on held-out answers exceeds the f16 GGUF's by more "
+             "than this fraction (0.05 = 5%)."),
     temperature: float | None = typer.Option(None, help=f"Modelfile temperature; {RECORDED} 0.3."),
     top_p: float | None = typer.Option(None, help=f"Modelfile top_p; {RECORDED} 0.9."),
     top_k: int | None = typer.Option(None, help=f"Modelfile top_k; {RECORDED} 40."),
     num_ctx: int | None = typer.Option(None, help=f"Modelfile num_ctx; {RECORDED} 2048."),
 ) -> None:
-    """Merge the adapter (16-bit), convert to GGUF, quantize, verify against transformers, write a Modelfile."""
+    """Merge the adapter (16-bit), convert to GGUF, quantize, check the GGUFs, write a Modelfile."""
     from medtune.export.pipeline import export_model
 
     settings = export_settings(model, {"format": fmt, "quant": quant, "ollama_name": ollama,
@@ -55,18 +63,29 @@ def export(
     temperature, top_p, top_k, num_ctx = settings.temperature, settings.top_p, settings.top_k, settings.num_ctx
 
     report = export_model(model, fmt=fmt, quant=quant, ollama=ollama, out_dir=out, verify=verify,
+                          check_prompts=check_prompts, n_tokens=check_tokens, max_ppl_increase=max_ppl_increase,
                           params={"temperature": temperature, "top_p": top_p, "top_k": top_k, "num_ctx": num_ctx})
     for name, size in report.get("files", {}).items():
         console.print(f"[green]wrote[/] {Path(report['out_dir']) / name} ({size / 1e6:.1f} MB)")
-    for name, check in report.get("verify", {}).items():
-        status = "identical" if check["exact"] else "differs"
-        console.print(f"{name}: greedy agreement with transformers {check['agreement']:.0%} over "
-                      f"{check['n_tokens']} tokens ({status})")
+    if "verify" in report:
+        print_checks(report["verify"])
     if "ollama" in report:
         info = report["ollama"]
         console.print(f"[green]wrote[/] {info['modelfile']}")
         console.print("created in Ollama" if info["created"] else f"ollama not found; run: {info['command']}")
     console.print(f"report: {Path(report['out_dir']) / 'export.json'}")
+
+
+def print_checks(verify: dict) -> None:
+    """One line per GGUF: greedy agreement with the reference model, perplexity and its change."""
+    console.print(f"checked against the {verify['reference']} on {verify['n_prompts']} served prompts x "
+                  f"{verify['n_tokens']} tokens; perplexity on {verify['held_out']['answers']} held-out answers")
+    for name, check in verify["files"].items():
+        status = "[green]identical[/]" if check["exact"] else "differs"
+        ppl = "" if check["perplexity"] is None else f", perplexity {check['perplexity']:.3f}"
+        if "ppl_increase" in check:
+            ppl += f" ({check['ppl_increase']:+.1%} vs f16)"
+        console.print(f"{name}: greedy agreement {check['agreement']:.0%} ({status}){ppl}")
 
 
 def register(app: typer.Typer) -> None:

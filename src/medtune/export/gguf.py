@@ -1,4 +1,4 @@
-"""HF/run folder -> merged 16-bit HF folder -> GGUF (llama.cpp's convert_hf_to_gguf.py) -> quantized GGUF.
+"""HF folder -> GGUF (llama.cpp's convert_hf_to_gguf.py) -> quantized GGUF, and llama.cpp's side of the checks.
 
 llama.cpp's converter is not on PyPI: it is taken from the llama-cpp-python sdist (same version as the
 installed package, so the GGUF format matches the runtime) and kept under ``MEDTUNE_HOME/cache/llama.cpp``.
@@ -98,29 +98,21 @@ def quantize_gguf(src: Path, dst: Path, quant: str, threads: int = 2) -> Path:
     return dst
 
 
-def greedy_ids_transformers(hf_dir: Path, prompts: list[list[int]], n_tokens: int) -> list[list[int]]:
-    """Greedy continuation token ids of each prompt (token ids) with transformers in fp32."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
-    out = []
-    with torch.inference_mode():
-        for ids in prompts:
-            gen = model.generate(torch.tensor([ids]), max_new_tokens=n_tokens, do_sample=False,
-                                 temperature=None, top_p=None, top_k=None, repetition_penalty=1.0)
-            out.append(gen[0, len(ids):].tolist())
-    return out
-
-
-def greedy_ids_llamacpp(gguf_file: Path, prompts: list[list[int]], n_tokens: int, stop_ids: set[int]) -> list[list[int]]:
-    """Greedy continuation token ids of each prompt with llama.cpp (same prompt token ids as transformers)."""
+def open_gguf(gguf_file: Path, n_ctx: int, *, logits_all: bool = False) -> Any:
+    """Load a GGUF with llama.cpp on the CPU (one thread, seed 0: the export checks are deterministic)."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf_file), n_ctx=1024, verbose=False, seed=0, n_threads=1)
+    return Llama(model_path=str(gguf_file), n_ctx=n_ctx, logits_all=logits_all, verbose=False, seed=0,
+                 n_threads=1, n_gpu_layers=0)
+
+
+def greedy_ids_llamacpp(gguf_file: Path, prompts: list[list[int]], n_tokens: int, stop_ids: set[int]
+                        ) -> list[list[int]]:
+    """Greedy continuation token ids of each prompt (token ids) with llama.cpp, ending at a stop id."""
+    llm = open_gguf(gguf_file, max(len(ids) for ids in prompts) + n_tokens + 8)
     out = []
     for ids in prompts:
-        llm.reset()
+        llm.reset()  # no prefix reuse across prompts: each is evaluated from scratch
         tokens: list[int] = []
         for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
             tokens.append(int(token))
@@ -130,30 +122,17 @@ def greedy_ids_llamacpp(gguf_file: Path, prompts: list[list[int]], n_tokens: int
     return out
 
 
-def compare_greedy(hf_dir: Path, gguf_files: list[Path], questions: list[str], n_tokens: int = 32
-                   ) -> dict[str, dict[str, Any]]:
-    """Compare greedy answers of transformers (HF folder) and llama.cpp (each GGUF) on chat prompts.
+def perplexity_llamacpp(gguf_file: Path, scored: list[tuple[list[int], list[int]]]) -> float:
+    """Perplexity of llama.cpp on the answer tokens of ``(prompt ids, answer ids)`` pairs (prompts not scored)."""
+    import numpy as np
 
-    Returns, per GGUF file name, per-prompt matching-prefix lengths, ``agreement`` (mean fraction of
-    matching tokens) and ``exact`` (every prompt identical over its first ``n_tokens``).
-    """
-    from medtune.models import load_tokenizer
-    from medtune.prompts import build_messages, render_messages
-
-    tokenizer = load_tokenizer(str(hf_dir))
-    prompts = [tokenizer(render_messages(build_messages(q), "chat-template", tokenizer),
-                         add_special_tokens=False)["input_ids"] for q in questions]
-    stop_ids = {tokenizer.eos_token_id} | set(getattr(tokenizer, "all_special_ids", []))
-    hf = [ids[:n_tokens] for ids in greedy_ids_transformers(hf_dir, prompts, n_tokens)]
-    results: dict[str, dict[str, Any]] = {}
-    for gguf_file in gguf_files:
-        ll = greedy_ids_llamacpp(gguf_file, prompts, n_tokens, stop_ids)
-        rows = []
-        for question, a, b in zip(questions, hf, ll, strict=True):
-            prefix = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-            rows.append({"question": question, "matching_prefix": prefix, "tokens": max(len(a), len(b), 1),
-                         "identical": a == b, "transformers": tokenizer.decode(a), "llamacpp": tokenizer.decode(b)})
-        agreement = sum(r["matching_prefix"] / r["tokens"] for r in rows) / max(len(rows), 1)
-        results[gguf_file.name] = {"n_tokens": n_tokens, "agreement": round(agreement, 4),
-                                   "exact": all(r["identical"] for r in rows), "prompts": rows}
-    return results
+    llm = open_gguf(gguf_file, max(len(p) + len(a) for p, a in scored) + 8, logits_all=True)
+    nll: list[float] = []
+    for prompt, answer in scored:
+        llm.reset()
+        llm.eval(prompt + answer)
+        logits = np.asarray(llm.scores[len(prompt) - 1: len(prompt) + len(answer) - 1], dtype=np.float64)
+        peak = logits.max(axis=1, keepdims=True)
+        log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+        nll.extend((log_norm - logits[np.arange(len(answer)), answer]).tolist())
+    return float(np.exp(np.mean(nll)))

@@ -1,4 +1,4 @@
-"""``medtune export``: merge (16-bit) -> GGUF f16 -> quantize -> verify against transformers -> Modelfile."""
+"""``medtune export``: merge (16-bit) -> GGUF f16 -> quantize -> checks (which can fail it) -> Modelfile."""
 
 from __future__ import annotations
 
@@ -12,12 +12,6 @@ from typing import Any
 
 from medtune.errors import UserError
 
-VERIFY_QUESTIONS = [
-    "What are the symptoms of type 2 diabetes?",
-    "How is high blood pressure treated?",
-    "What causes iron deficiency anemia?",
-]
-
 
 def _log(message: str) -> None:
     """Print a progress line to stderr."""
@@ -26,36 +20,17 @@ def _log(message: str) -> None:
     Console(stderr=True).print(f"[cyan]export[/] {message}", highlight=False)
 
 
-def merge_adapter(source: Path, out_dir: Path) -> Path:
-    """Merge a run/adapter folder into a 16-bit copy of its base (never a 4-bit one, trap #4); return the folder.
-
-    Uses ``medtune.train.merge.merge_run`` when the training package provides it.
-    """
+def merged_folder(source: Path, out_dir: Path) -> Path:
+    """The merged HF folder of a run/adapter folder: ``out_dir`` when it already holds one, else the merge's
+    (:func:`medtune.train.merge.merge_adapter`) output."""
     if (out_dir / "config.json").is_file():
         return out_dir
-    if (source / "run.json").is_file():
-        try:
-            from medtune.train.merge import merge_run  # the training package's merge (tokenizer, template)
-        except ImportError:
-            merge_run = None
-        if merge_run is not None:
-            from medtune.runs import RunDir
+    from medtune.train.merge import merge_adapter
 
-            return Path(merge_run(RunDir(source), out_dir))
-    from transformers import AutoTokenizer
-
-    from medtune.models import adapter_base_model, ensure_distinct_pad_token, load_causal_lm, load_tokenizer
-
-    model = load_causal_lm(str(source), dtype="float16")
-    merged = model.merge_and_unload()
-    merged.save_pretrained(out_dir)
-    if (source / "tokenizer_config.json").is_file():  # the adapter folder carries its tokenizer
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
-        ensure_distinct_pad_token(tokenizer)
-    else:
-        tokenizer = load_tokenizer(adapter_base_model(source))
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    report = merge_adapter(source, out_dir)
+    _log(f"merged in {report.dtype} on {report.device}; max |logit difference| vs the {report.reference}: "
+         f"{report.max_abs_logit_diff:.3g}")
+    return Path(report.out_dir)
 
 
 def default_export_dir(source: str) -> Path:
@@ -85,22 +60,21 @@ def _resolve_source(model: str) -> tuple[Path, bool]:
     return resolved, False
 
 
-def _system_prompt(source: Path) -> str | None:
-    """The guard's system prompt (what `medtune chat` uses), else the run's recorded one."""
-    try:
-        from medtune.guard import Guard
-
-        return Guard().system_prompt
-    except ImportError:
-        run_json = source / "run.json"
-        return json.loads(run_json.read_text()).get("system_prompt") if run_json.is_file() else None
-
-
 def export_model(model: str, *, fmt: str = "gguf", quant: str = "q4_k_m", ollama: str | None = None,
                  out_dir: Path | None = None, verify: bool = True, n_tokens: int = 32,
-                 questions: list[str] | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export ``model`` (run, adapter folder or plain model) and return the report written to export.json."""
-    from medtune.export.gguf import QUANTS, compare_greedy, convert_hf_to_gguf, quantize_gguf
+                 questions: list[str] | None = None, check_prompts: int = 4, held_out: int = 4,
+                 max_ppl_increase: float | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export ``model`` (run, adapter folder or plain model) and return the report written to export.json.
+
+    With ``verify`` the GGUFs are checked (:mod:`medtune.export.checks`) on ``questions`` (default: the first
+    ``check_prompts`` of ``CHECK_QUESTIONS``) over ``n_tokens`` tokens and on ``held_out`` held-out answers.
+
+    Raises:
+        ExportCheckError: when a check fails (the files and export.json are kept; export.json has no ``gguf``).
+        UserError: for a bad option or a failed conversion.
+    """
+    from medtune.export.checks import CHECK_QUESTIONS, ExportCheckError
+    from medtune.export.gguf import QUANTS, convert_hf_to_gguf, quantize_gguf
 
     if fmt not in ("gguf", "hf"):
         raise UserError(f"--format {fmt}: choose gguf or hf")
@@ -112,26 +86,40 @@ def export_model(model: str, *, fmt: str = "gguf", quant: str = "q4_k_m", ollama
     report: dict[str, Any] = {"source": str(source), "format": fmt, "quant": quant, "out_dir": str(out)}
     hf_dir = source
     if is_adapter:
-        _log(f"merging the adapter of {source} into a 16-bit base")
-        hf_dir = merge_adapter(source, out / "merged")
+        _log(f"merging the adapter of {source} into its unquantized base")
+        hf_dir = merged_folder(source, out / "merged")
     report["hf_dir"] = str(hf_dir)
     if fmt == "gguf":
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", source.name)
         _log("converting to GGUF f16 with llama.cpp's convert_hf_to_gguf.py")
-        f16 = convert_hf_to_gguf(hf_dir, out / f"{stem}-f16.gguf", "f16")
-        files = [f16]
+        files = [convert_hf_to_gguf(hf_dir, out / f"{stem}-f16.gguf", "f16")]
         if quant != "f16":
             _log(f"quantizing to {quant} with llama_model_quantize")
-            files.append(quantize_gguf(f16, out / f"{stem}-{quant}.gguf", quant))
-        report["gguf"] = str(files[-1])
+            files.append(quantize_gguf(files[0], out / f"{stem}-{quant}.gguf", quant))
         report["files"] = {p.name: p.stat().st_size for p in files}
         if verify:
-            _log(f"checking llama.cpp's greedy answers against transformers ({n_tokens} tokens)")
-            report["verify"] = compare_greedy(hf_dir, files, questions or VERIFY_QUESTIONS, n_tokens)
+            report["verify"] = run_checks(source, is_adapter, files, questions or CHECK_QUESTIONS[:check_prompts],
+                                          n_tokens, held_out, max_ppl_increase)
+            if not report["verify"]["passed"]:
+                (out / "export.json").write_text(json.dumps(report, indent=2))
+                raise ExportCheckError(f"export check failed: {report['verify']['failures'][0]}; files kept, "
+                                       f"report: {out / 'export.json'}")
+        report["gguf"] = str(files[-1])
         if ollama:
             report["ollama"] = write_ollama(ollama, files[-1], hf_dir, source, out, params or {})
     (out / "export.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def run_checks(source: Path, is_adapter: bool, files: list[Path], questions: list[str], n_tokens: int,
+               held_out: int, max_ppl_increase: float | None) -> dict[str, Any]:
+    """Compute the reference side with transformers, then check each GGUF with llama.cpp (progress on stderr)."""
+    from medtune.export.checks import check_gguf_files, load_reference
+
+    _log(f"checking the GGUFs against the {'adapter ' if is_adapter else ''}model's greedy tokens "
+         f"({len(questions)} served prompts x {n_tokens} tokens) and perplexity on {held_out} held-out answers")
+    reference = load_reference(source, is_adapter, questions, n_tokens, held_out)
+    return check_gguf_files(reference, files, max_ppl_increase)
 
 
 def write_ollama(name: str, gguf: Path, hf_dir: Path, source: Path, out: Path,
@@ -139,8 +127,9 @@ def write_ollama(name: str, gguf: Path, hf_dir: Path, source: Path, out: Path,
     """Write the Modelfile next to the GGUF and run ``ollama create`` when ollama is installed."""
     from medtune.export.modelfile import build_modelfile, ollama_create_command
     from medtune.models import load_tokenizer
+    from medtune.prompts import served_system_prompt
 
-    text = build_modelfile(gguf.resolve(), load_tokenizer(str(hf_dir)), _system_prompt(source), **params)
+    text = build_modelfile(gguf.resolve(), load_tokenizer(str(hf_dir)), served_system_prompt(source), **params)
     modelfile = out / "Modelfile"
     modelfile.write_text(text)
     command = ollama_create_command(name, modelfile)

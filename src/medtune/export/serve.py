@@ -15,18 +15,19 @@ from medtune.errors import UserError
 
 def vllm_available() -> bool:
     """True when vLLM is installed and a CUDA GPU is present."""
-    if importlib.util.find_spec("vllm") is None:
-        return False
-    import torch
+    from medtune.devices import cuda_available
 
-    return bool(torch.cuda.is_available())
+    return importlib.util.find_spec("vllm") is not None and cuda_available()
 
 
 def llamacpp_server_command(gguf: Path, host: str = "127.0.0.1", port: int = 8000, n_ctx: int = 2048,
                             model_alias: str | None = None) -> list[str]:
-    """The ``python -m llama_cpp.server`` command serving ``gguf`` on ``host:port``."""
+    """The ``python -m llama_cpp.server`` command serving ``gguf`` on ``host:port`` (all layers on the GPU
+    when CUDA is present)."""
+    from medtune.devices import llama_gpu_layers
+
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host, "--port", str(port),
-           "--n_ctx", str(n_ctx)]
+           "--n_ctx", str(n_ctx), "--n_gpu_layers", str(llama_gpu_layers())]
     if model_alias:
         cmd += ["--model_alias", model_alias]
     return cmd
@@ -40,9 +41,11 @@ def vllm_server_command(hf_dir: Path, host: str, port: int, n_ctx: int) -> list[
 
 def serve_command(model: str, host: str = "127.0.0.1", port: int = 8000, n_ctx: int = 2048,
                   engine: str = "auto", quant: str = "q4_k_m") -> list[str]:
-    """Return the server command for ``model``; runs/HF folders are exported to GGUF first (llama.cpp).
+    """Return the server command for ``model``; runs/HF folders are exported to GGUF first (llama.cpp), checks
+    included.
 
     Raises:
+        ExportCheckError: when the model's export failed (or fails) its checks.
         UserError: for an unknown engine or vLLM requested without a GPU.
     """
     from medtune.inference.llamacpp_backend import find_gguf
@@ -53,17 +56,21 @@ def serve_command(model: str, host: str = "127.0.0.1", port: int = 8000, n_ctx: 
     if use_vllm:
         if not vllm_available():
             raise UserError("--engine vllm needs vLLM and a CUDA GPU; use --engine llamacpp.")
-        from medtune.export.pipeline import _resolve_source, merge_adapter
+        from medtune.export.pipeline import _resolve_source, merged_folder
 
         source, is_adapter = _resolve_source(model)
-        hf_dir = merge_adapter(source, source / "export" / "merged") if is_adapter else source
+        hf_dir = merged_folder(source, source / "export" / "merged") if is_adapter else source
         return vllm_server_command(hf_dir, host, port, n_ctx)
+    from medtune.export.checks import ExportCheckError
+
     try:
         gguf = find_gguf(model)
+    except ExportCheckError:
+        raise  # an export that failed its check is not served
     except UserError:
         from medtune.export.pipeline import export_model
 
-        gguf = Path(export_model(model, quant=quant, verify=False)["gguf"])
+        gguf = Path(export_model(model, quant=quant)["gguf"])  # with its checks
     return llamacpp_server_command(gguf, host, port, n_ctx, model_alias=Path(model).name or model)
 
 

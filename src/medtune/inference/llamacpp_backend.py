@@ -16,6 +16,7 @@ def find_gguf(model: str) -> Path:
     """Resolve a GGUF file from a path, a built-in alias, a folder with one .gguf, or a run's ``export/``.
 
     Raises:
+        ExportCheckError: for an export folder whose GGUF failed its check.
         UserError: when no single GGUF file can be found.
     """
     from medtune.models import BUILTIN_MODELS, builtin_gguf_path
@@ -26,8 +27,14 @@ def find_gguf(model: str) -> Path:
     if path.is_file() and path.suffix == ".gguf":
         return path
     for report in (path / "export.json", path / "export" / "export.json"):
-        if report.is_file() and Path(json.loads(report.read_text()).get("gguf", "")).is_file():
-            return Path(json.loads(report.read_text())["gguf"])
+        exported = json.loads(report.read_text()) if report.is_file() else {}
+        if exported.get("verify", {}).get("passed") is False:
+            from medtune.export.checks import ExportCheckError
+
+            raise ExportCheckError(f"{report}: this export failed its check ({exported['verify']['failures'][0]});"
+                                   " export again, or pass a .gguf file to use it anyway.")
+        if Path(exported.get("gguf", "")).is_file():
+            return Path(exported["gguf"])
     for folder in (path, path / "export"):
         ggufs = sorted(folder.glob("*.gguf")) if folder.is_dir() else []
         if len(ggufs) == 1:
@@ -45,7 +52,9 @@ class LlamaCppBackend:
 
     def __init__(self, model: str = "smollm2-135m-instruct", *, n_ctx: int = 2048,
                  n_threads: int | None = None, seed: int = 0, context_window: int | None = None) -> None:
-        """Load the GGUF behind ``model`` with ``n_ctx`` tokens of context."""
+        """Load the GGUF behind ``model`` with ``n_ctx`` tokens of context (all layers on the GPU with CUDA)."""
+        from medtune.devices import llama_gpu_layers
+
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -54,7 +63,8 @@ class LlamaCppBackend:
         self.path = find_gguf(model)
         n_ctx = context_window or n_ctx
         self.llm: Any = Llama(model_path=str(self.path), n_ctx=n_ctx, seed=seed, verbose=False,
-                              n_threads=n_threads or max(1, min(4, os.cpu_count() or 1)))
+                              n_threads=n_threads or max(1, min(4, os.cpu_count() or 1)),
+                              n_gpu_layers=llama_gpu_layers())
         self._formatter: Any = None
         template = self.llm.metadata.get("tokenizer.chat_template")
         if template:

@@ -1,4 +1,8 @@
-"""Local inference with transformers: HF folders, run folders (adapter applied), merged models, GGUF files."""
+"""Local inference with transformers: HF folders, run folders (adapter applied), merged models, GGUF files.
+
+The model is loaded through :func:`medtune.models.load_causal_lm`, so it follows the device policy
+(:mod:`medtune.devices`): on the GPU when there is one, a QLoRA run in the quantization it was trained in.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ class TransformersBackend:
     def __init__(self, model: str = "smollm2-135m-instruct", *, dtype: str = "auto",
                  gguf_file: str | None = None, context_window: int | None = None,
                  model_obj: Any = None, tokenizer: Any = None) -> None:
-        """Load ``model`` (alias, folder, run folder, .gguf); ``model_obj``/``tokenizer`` skip loading (tests)."""
+        """Load ``model`` (alias, folder, run folder, .gguf); ``model_obj``/``tokenizer`` skip loading (tests, export)."""
         from medtune.models import load_causal_lm, load_tokenizer
 
         self.model_name = model
@@ -66,7 +70,8 @@ class TransformersBackend:
         return ModelInfo(backend=self.name, model=self.model_name,
                          parameters=sum(p.numel() for p in self.model.parameters()),
                          base_model=str(base) if base else None, adapter=adapter, context_window=self._context,
-                         extra={"prompt_style": self.style, "dtype": str(self.model.dtype)})
+                         extra={"prompt_style": self.style, "dtype": str(self.model.dtype),
+                                "device": str(self.model.device)})
 
     def render(self, messages: list[Message]) -> str:
         """Render the conversation with the model's chat template (or the run's literal style)."""
@@ -75,8 +80,13 @@ class TransformersBackend:
         return render_messages(messages, self.style, self.tokenizer, generation_prompt=True)
 
     def _inputs(self, messages: list[Message]) -> Any:
-        """Tokenize the rendered prompt (special tokens come from the template, none added)."""
-        return self.tokenizer(self.render(messages), return_tensors="pt", add_special_tokens=False)
+        """Tokenize the rendered prompt (special tokens come from the template, none added) on the model's device."""
+        encoded = self.tokenizer(self.render(messages), return_tensors="pt", add_special_tokens=False)
+        return encoded.to(self.model.device)
+
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        """The token ids of the rendered prompt, as :meth:`stream_chat` feeds them to the model."""
+        return [int(i) for i in self._inputs(messages)["input_ids"][0]]
 
     def stream_chat(self, messages: list[Message], settings: GenerationSettings) -> Iterator[str]:
         """Generate in a thread and yield text as TextIteratorStreamer produces it (beams: one piece)."""
@@ -124,3 +134,16 @@ class TransformersBackend:
     def count_text_tokens(self, text: str) -> int:
         """Tokens of a plain text."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def served_prompt_ids(backend: TransformersBackend, questions: list[str]) -> list[list[int]]:
+    """The token ids ``medtune ask`` feeds ``backend`` for each question (no history): the Assistant's messages
+    with the served system prompt (:func:`medtune.prompts.served_system_prompt`), rendered by the backend."""
+    from medtune.guard import Guard
+    from medtune.guard.config import default_guard_config
+    from medtune.inference.assistant import Assistant
+    from medtune.prompts import served_system_prompt
+
+    guard = Guard(default_guard_config().model_copy(update={"classifier": False}))  # no classifier: not used
+    assistant = Assistant(backend, guard, system_prompt=served_system_prompt(backend.model_name))
+    return [backend.prompt_ids(assistant.build_messages(question, [])) for question in questions]
