@@ -87,3 +87,13 @@ def test_served_prompt_defaults_to_the_guards(tmp_path: Path) -> None:
     # a run trained without a system prompt (the template's default) is still served with the guard's
     assert served_system_prompt(_run_folder(tmp_path, None)) == guard_prompt
     assert served_system_prompt(_run_folder(tmp_path, "Custom.")) == "Custom."
+
+
+def test_guarded_server_sends_the_runs_trained_prompt(tmp_path: Path) -> None:
+    from medtune.export.serve import served_guard
+    from medtune.inference.server import guarded_messages
+
+    guard = served_guard(str(_run_folder(tmp_path, "You are a terse clinic helper.")))
+    sent = guarded_messages(guard, [{"role": "system", "content": "client prompt"}, {"role": "user", "content": "Hi"}])
+    assert sent[0] == {"role": "system", "content": "You are a terse clinic helper."}
+    assert served_guard("smollm2-135m-instruct").system_prompt == default_guard_config().system_prompt

@@ -98,6 +98,17 @@ def wait_until_ready(url: str, process: Any = None, timeout: float = 180.0) -> N
     raise UserError(f"the engine did not answer at {url} within {timeout:.0f} s; check the model and the port.")
 
 
+def served_guard(model: str, guard_config: str | None = None) -> Any:
+    """The server's guard, its system prompt the one ``model`` trained with (one prompt from training to serving;
+    :func:`medtune.prompts.served_system_prompt`)."""
+    from medtune.guard import Guard
+    from medtune.prompts import served_system_prompt
+
+    guard = Guard.from_yaml(guard_config) if guard_config else Guard()
+    guard.system_prompt = served_system_prompt(model)
+    return guard
+
+
 def run_guarded_server(model: str, host: str = "127.0.0.1", port: int = 8000, engine_port: int | None = None,
                        n_ctx: int = 2048, engine: str = "auto", upstream: str | None = None,
                        api_key: str | None = None, guard_config: str | None = None,
@@ -107,10 +118,9 @@ def run_guarded_server(model: str, host: str = "127.0.0.1", port: int = 8000, en
 
     import uvicorn
 
-    from medtune.guard import Guard
     from medtune.inference.server import create_app
 
-    guard = Guard.from_yaml(guard_config) if guard_config else Guard()
+    guard = served_guard(model, guard_config)
     process = None
     if upstream is None:
         engine_port = engine_port or port + 1
