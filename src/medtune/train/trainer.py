@@ -172,6 +172,8 @@ def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
 
 def _write_run_files(run: RunDir, recipe: Recipe, tokenizer: Any, prepared: Path | None) -> None:
     """Write recipe.yaml, chat_template.jinja, data_manifest.json and the initial run.json."""
+    from medtune.models import select_dtype
+
     resolved = recipe.model_dump(mode="json")
     run.recipe.write_text(yaml.safe_dump(resolved, sort_keys=False))
     template = getattr(tokenizer, "chat_template", None)
@@ -188,9 +190,11 @@ def _write_run_files(run: RunDir, recipe: Recipe, tokenizer: Any, prepared: Path
         "recipe_hash": recipe_hash(resolved),
         "trust_remote_code": recipe.model.trust_remote_code,
         "prompt_style": manifest.get("prompt_style", recipe.data.prompt_style),
-        "system_prompt": manifest.get("system_prompt", recipe.data.system_prompt),
+        # the text the examples were rendered with (prepare's manifest); unknown (null) for splits passed in directly
+        "system_prompt": manifest.get("system_prompt"),
         "prepared_dir": str(prepared) if prepared else None,
         "quantization": recipe.model.quantization,
+        "dtype": str(select_dtype(recipe.model.dtype)).removeprefix("torch."),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "status": "running",
     }
