@@ -277,3 +277,16 @@ def test_mmlu_reports_subjects_and_their_size_weighted_mean(tiny_loaded: tuple[A
     assert task["metrics"]["acc"] == pytest.approx(weighted)
     assert task["format"] == "letters" and task["chat_template"] is False
     assert {s["answer"] for s in task["samples"]} <= {"A", "B", "C", "D"}
+
+
+def test_single_token_answers_score_like_whole_sequences(tiny_loaded: tuple[Any, Any], shared_data: Path) -> None:
+    from medtune.evaluate.multiple_choice import ChoiceRequest, sample_examples, score_requests
+
+    model, tokenizer = tiny_loaded
+    task = TASKS["medqa"]
+    examples = sample_examples(task.load(shared_data, {}), 5, 3, "medqa")
+    requests = [ChoiceRequest(task.mc_prompt(e), task.continuations(e), task.choice_texts(e)) for e in examples]
+    fast = score_requests(model, tokenizer, requests, batch_size=4)  # the one-pass path (letters are one token)
+    whole = score_requests(model, tokenizer, requests, batch_size=4, share_prefix=False)
+    for a, b in zip(fast, whole, strict=True):
+        assert a == pytest.approx(b, abs=1e-3) and len(a) == 4

@@ -92,12 +92,16 @@ def _score_shared_prefix(model: Any, questions: list[list[tuple[list[int], list[
         return _score_batch(model, [pair for pairs in questions for pair in pairs], pad_id)
     device = next(model.parameters()).device
     ids, mask = _left_pad(contexts, pad_id)
+    owner = [q for q, pairs in enumerate(questions) for _ in pairs]
+    conts = [cont for pairs in questions for _, cont in pairs]
+    single_token = all(len(cont) == 1 for cont in conts)
     with torch.inference_mode():
         first = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                      position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1)
+                      position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0).to(device), use_cache=not single_token,
+                      logits_to_keep=1)
         last_logprobs = torch.log_softmax(first.logits[:, -1, :].float(), dim=-1)
-        owner = [q for q, pairs in enumerate(questions) for _ in pairs]
-        conts = [cont for pairs in questions for _, cont in pairs]
+        if single_token:  # letters / yes-no-maybe: the context pass alone scores every answer
+            return [float(last_logprobs[q, cont[0]]) for q, cont in zip(owner, conts, strict=True)]
         cache = first.cache if getattr(first, "cache", None) is not None else first.past_key_values
         cache.reorder_cache(torch.tensor(owner, device=device))
         cont_width = max(len(c) for c in conts)
@@ -126,17 +130,21 @@ def score_requests(model: Any, tokenizer: Any, requests: list[ChoiceRequest], ba
                    on_question: Callable[[int], None] | None = None, share_prefix: bool = True) -> list[list[float]]:
     """Log-likelihood of every option of every request; whole questions per batch (>= 1 question each).
 
-    ``batch_size`` counts option sequences per batch; ``share_prefix`` encodes each context once (see module doc).
+    ``batch_size`` counts sequences per forward pass: a question costs one per answer, or one in all when every
+    answer is a single token (lm-eval's letter and yes/no/maybe formats: the context pass scores them all, as
+    lm-eval's one-token-continuation shortcut does); ``share_prefix`` encodes each context once (see module doc).
     """
     encoded = [[encode_pair(tokenizer, r.context, c) for c in r.continuations] for r in requests]
     order = sorted(range(len(requests)), key=lambda i: -max(len(a) + len(b) for a, b in encoded[i]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # a question whose answers are all one token costs one sequence (its context pass scores them all)
+    cost = [1 if share_prefix and all(len(c) == 1 for _, c in pairs) else len(pairs) for pairs in encoded]
     results: list[list[float]] = [[] for _ in requests]
     index = 0
     while index < len(order):
         group = [order[index]]
         index += 1
-        while index < len(order) and sum(len(encoded[i]) for i in group) + len(encoded[order[index]]) <= batch_size:
+        while index < len(order) and sum(cost[i] for i in group) + cost[order[index]] <= batch_size:
             group.append(order[index])
             index += 1
         if share_prefix:
