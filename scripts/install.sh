@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install medtune and everything it needs into ./.venv (idempotent; a second run takes seconds).
 #   bash scripts/install.sh            everything (CPU): train, eval, guard, serve (llama.cpp), ui, rag, dev + chromium
-#   MEDTUNE_EXTRAS=train,eval bash scripts/install.sh   a subset
+#   MEDTUNE_EXTRAS=train,eval,guard bash scripts/install.sh   what `medtune demo` needs (no llama.cpp build: the
+#                                 serving engine is compiled by the full install, e.g. the test command)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${MEDTUNE_EXTRAS:-train,eval,guard,serve,ui,rag,dev}"
