@@ -1,99 +1,262 @@
-"""Benchmark: the same MedQA questions through ``medtune eval`` and through lm-evaluation-harness.
+"""Benchmark: medtune's multiple-choice scorer against lm-evaluation-harness running its OWN task definitions.
 
-SmolLM2-135M-Instruct (alias, resolved to its converted HF folder), the first N (default 200) MedQA-USMLE
-4-option test questions, zero-shot, no chat template, identical prompt text and option continuations. lm-eval reads
-a local custom task (``dataset_path: json`` + ``data_files``, no hub). Prints one JSON line:
-medtune_acc, lmeval_acc (and acc_norm), medtune_seconds, lmeval_seconds, speedup (lmeval / medtune seconds).
+For each of ``medqa`` (lm-eval ``medqa_4options``), ``medmcqa``, ``pubmedqa`` and ``mmlu-medical`` (lm-eval's
+``mmlu_<subject>`` for the six medical subjects) the same seeded random sample of questions
+(``medtune.evaluate.multiple_choice.sample_examples``, default 200 per task, seed recorded) is scored
 
-    python bench/eval_vs_lmeval.py [--limit 200] [--batch-size 8] [--threads 1]
+- by medtune: ``load_tokenizer`` + ``load_causal_lm(dtype="float32")`` + ``evaluate_model(..., loaded=...)``;
+- by lm-eval: ``simple_evaluate(model="hf", pretrained=<the same folder>, dtype=float32, device=cpu)`` on the task
+  configs of the *installed* lm-eval: each YAML is read with lm-eval's own loader (``include:`` and ``!function``
+  resolved, so ``doc_to_text`` is ``preprocess_medqa.doc_to_text`` etc.), and only the dataset location is changed:
+  ``dataset_path: json``, ``dataset_name: null``, ``dataset_kwargs: {data_files: {test: FILE}}``, ``test_split:
+  test``; the hub split keys (training/validation/fewshot) are dropped. Everything else (doc_to_text,
+  doc_to_choice, doc_to_target, target_delimiter, description, metric_list) is lm-eval's. The local files hold
+  medtune's sample in the hub datasets' row schema (:mod:`medtune.evaluate.tasks.lmeval_bridge`), each row with a
+  ``medtune_id``.
+
+0-shot, no chat template, same weights (SmolLM2-135M-Instruct's converted HF folder), same ``--batch-size`` number,
+same torch thread count (one process). The batch size is not the same unit on both sides: medtune's counts option
+sequences (8 = two 4-option questions per forward pass), while lm-eval's ``hf`` model, whose logits cache groups the
+single-token options of one context, fills a batch with that many distinct contexts (8 questions per pass).
+
+Agreement is per item: lm-eval's chosen option (argmax of the per-choice log-likelihoods in its logged samples'
+``resps``) against medtune's ``picked``, matched by ``medtune_id``. Accuracies are each side's own ``acc``
+(``mmlu-medical``: over all its questions = lm-eval's size-weighted subject mean).
+
+Timing: each side loads its model ONCE PER TASK, and that load is inside the side's time; the clock runs from
+before the model load to the result dict (medtune: load + data + scoring + its report files; lm-eval:
+``simple_evaluate`` whole, i.e. model load, task/dataset build, scoring, metrics). lm-eval's task registry
+(``TaskManager()`` indexing every installed YAML) and the writing of the local data files are done before either
+clock starts and are reported separately. The order alternates: medtune first on even-numbered tasks, lm-eval first
+on odd ones (``--reverse`` swaps), so neither side always runs on a cold cache.
+
+Prints ONE JSON line; exits 1 when agreement < 0.99 on any task or |acc difference| > 0.5 points (the first
+disagreeing ids and both sides' log-likelihoods go to stderr).
+
+    python bench/eval_vs_lmeval.py [--limit 200] [--seed 1234] [--batch-size 8] [--threads N] [--tasks medqa,...]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-TASK_YAML = """task: medtune_medqa_local
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-output_type: multiple_choice
-test_split: test
-doc_to_text: query
-doc_to_choice: choices
-doc_to_target: gold
-target_delimiter: " "
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-"""
+TASKS = ("medqa", "medmcqa", "pubmedqa", "mmlu-medical")
+#: lm-eval task folders (under lm_eval/tasks) holding each task's installed YAML.
+LMEVAL_FOLDERS = {"medqa": "medqa", "medmcqa": "medmcqa", "pubmedqa": "pubmedqa", "mmlu-medical": "mmlu/default"}
+#: config keys that point at the hub dataset: dropped, then the dataset location is set to the local file.
+HUB_KEYS = ("dataset_path", "dataset_name", "dataset_kwargs", "training_split", "validation_split", "test_split",
+            "fewshot_split")
+MIN_AGREEMENT = 0.99
+MAX_ACC_DIFF_POINTS = 0.5
 
 
-def main() -> None:
-    """Run both harnesses on the same questions and print the JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for both harnesses (1 avoids OpenMP thrashing on a busy shared CPU)")
-    args = parser.parse_args()
+@dataclass
+class Side:
+    """One harness's answer on one task: the chosen option and per-option log-likelihoods per medtune id."""
+
+    picked: dict[str, int]
+    loglikelihoods: dict[str, list[float]]
+    acc: float
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def lmeval_task_manager(tasks: list[str] | None = None) -> Any:
+    """lm-eval's task registry: every installed task (``tasks=None``), or only the folders of ``tasks``.
+
+    The narrow form indexes the same installed YAML files (tests use it: the full index takes ~15 s).
+    """
+    from lm_eval.tasks import TaskManager
+
+    if tasks is None:
+        return TaskManager()
+    import lm_eval
+
+    root = Path(lm_eval.__file__).parent / "tasks"
+    return TaskManager(include_defaults=False, include_path=[str(root / LMEVAL_FOLDERS[t]) for t in tasks])
+
+
+def lmeval_configs(task_manager: Any, task: str, examples: list[Any], folder: Path) -> list[dict[str, Any]]:
+    """lm-eval's installed task configs for ``task``, with only the dataset pointed at local files of ``examples``.
+
+    One config per lm-eval task (MMLU: per subject in the sample). The YAML is loaded with lm-eval's own loader, as
+    its TaskManager does when it builds the task, so ``include`` and ``!function`` resolve to the installed files.
+    """
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from medtune.evaluate.tasks.lmeval_bridge import write_lmeval_docs
+
+    configs = []
+    for name, path in sorted(write_lmeval_docs(task, examples, folder).items()):
+        entry = task_manager.task_index[name]
+        config = load_yaml(entry.yaml_path, resolve_func=True)
+        for key in HUB_KEYS:
+            config.pop(key, None)
+        config.update(dataset_path="json", dataset_name=None,
+                      dataset_kwargs={"data_files": {"test": str(path)}}, test_split="test")
+        configs.append(config)
+    return configs
+
+
+def run_lmeval(model_dir: str | Path, configs: list[dict[str, Any]], task_manager: Any, batch_size: int) -> Side:
+    """lm-eval's ``hf`` model on ``configs`` (model load included in the time); choices from its logged samples."""
+    from lm_eval import simple_evaluate
+
+    began = time.perf_counter()
+    out = simple_evaluate(model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"}, tasks=configs,
+                          task_manager=task_manager, batch_size=batch_size, device="cpu", num_fewshot=0,
+                          log_samples=True, apply_chat_template=False)
+    seconds = time.perf_counter() - began
+    picked: dict[str, int] = {}
+    lls: dict[str, list[float]] = {}
+    correct = 0.0
+    for name, samples in out["samples"].items():
+        choices = out["configs"][name]["doc_to_choice"]
+        for sample in samples:
+            # resps: per choice, the model's [(loglikelihood, is_greedy)]; lm-eval's acc is the argmax of these
+            scores = [float(resp[0][0]) for resp in sample["resps"]]
+            best = max(range(len(scores)), key=lambda i: scores[i])
+            medtune_id = sample["doc"]["medtune_id"]
+            picked[medtune_id], lls[medtune_id] = best, scores
+            correct += float(sample["acc"])
+            gold = choices.index(sample["target"]) if isinstance(sample["target"], str) else sample["target"]
+            if float(sample["acc"]) != float(best == gold):
+                raise RuntimeError(f"{medtune_id}: lm-eval's acc is not the argmax of its resps ({name})")
+    sizes = {name: len(samples) for name, samples in out["samples"].items()}
+    acc = sum(out["results"][name]["acc,none"] * n for name, n in sizes.items()) / sum(sizes.values())
+    if abs(acc - correct / len(picked)) > 1e-9:
+        raise RuntimeError("lm-eval's reported acc is not the mean of its per-sample acc")
+    return Side(picked, lls, acc, seconds, {"tasks": sorted(sizes)})
+
+
+def run_medtune(model_dir: str | Path, task: str, limit: int, seed: int, batch_size: int, out_dir: Path) -> Side:
+    """medtune's scorer (model load included in the time), 0-shot, no chat template."""
     import torch
-
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     from medtune.config import EvalConfig
     from medtune.evaluate.runner import evaluate_model
-    from medtune.evaluate.tasks import TASKS
+    from medtune.models import load_causal_lm, load_tokenizer
+
+    began = time.perf_counter()
+    tokenizer = load_tokenizer(str(model_dir))
+    model = load_causal_lm(str(model_dir), dtype="float32")
+    parameter = next(model.parameters())
+    if parameter.dtype != torch.float32 or parameter.device.type != "cpu":
+        raise RuntimeError(f"medtune loaded {parameter.dtype} on {parameter.device}; the bench needs float32 on cpu")
+    settings = EvalConfig(batch_size=batch_size, sample_seed=seed, mc_chat_template=False)
+    results = evaluate_model(str(model_dir), [task], limit=limit, shots=0, settings=settings, out_dir=out_dir,
+                             loaded=(model, tokenizer))
+    seconds = time.perf_counter() - began
+    scored = results["tasks"][task]
+    picked = dict(zip(scored["ids"], scored["picked"], strict=True))
+    lls = {i: s["scores"] for i, s in zip(scored["ids"], scored["samples"], strict=True)}
+    return Side(picked, lls, scored["metrics"]["acc"], seconds, {"format": scored["format"]})
+
+
+def compare(ours: Side, theirs: Side) -> dict[str, Any]:
+    """Per-item agreement, both accuracies and times for one task."""
+    if set(ours.picked) != set(theirs.picked):
+        raise RuntimeError(f"the two sides scored different questions: {len(ours.picked)} vs {len(theirs.picked)}")
+    ids = list(ours.picked)  # medtune's order (the sample's original order)
+    differing = [i for i in ids if ours.picked[i] != theirs.picked[i]]
+    return {"n": len(ids), "agreement": round(1 - len(differing) / len(ids), 4),
+            "medtune_acc": round(ours.acc, 4), "lmeval_acc": round(theirs.acc, 4),
+            "acc_diff_points": round(100 * (ours.acc - theirs.acc), 2),
+            "medtune_seconds": round(ours.seconds, 1), "lmeval_seconds": round(theirs.seconds, 1),
+            "first_disagreements": differing[:5]}
+
+
+def failed_tasks(per_task: dict[str, dict[str, Any]]) -> list[str]:
+    """Tasks whose agreement is below MIN_AGREEMENT or whose accuracies differ by more than MAX_ACC_DIFF_POINTS."""
+    return [task for task, row in per_task.items()
+            if row["agreement"] < MIN_AGREEMENT or abs(row["acc_diff_points"]) > MAX_ACC_DIFF_POINTS]
+
+
+def main() -> int:
+    """Run both harnesses task by task, print the JSON line, return the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=200, help="questions per task (seeded random sample)")
+    parser.add_argument("--seed", type=int, default=1234, help="sample seed (medtune's sample_seed)")
+    parser.add_argument("--batch-size", type=int, default=8, help="option sequences per forward pass, both sides")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
+    parser.add_argument("--reverse", action="store_true", help="lm-eval first on even tasks (default medtune)")
+    args = parser.parse_args()
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if unknown := [t for t in tasks if t not in TASKS]:
+        parser.error(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import lm_eval
+
+    from medtune.evaluate.multiple_choice import sample_examples
+    from medtune.evaluate.tasks import TASKS as REGISTRY
     from medtune.models import SMOLLM2_ALIAS, resolve_model_path
     from medtune.paths import data_dir
 
-    model_path = str(resolve_model_path(SMOLLM2_ALIAS))
-    task = TASKS["medqa"]
-    from medtune.evaluate.multiple_choice import sample_examples
-
-    examples = sample_examples(task.load(data_dir(), {}), args.limit, 1234, "medqa")  # the ids evaluate_model scores
+    model_dir = Path(str(resolve_model_path(SMOLLM2_ALIAS)))
+    began = time.perf_counter()
+    task_manager = lmeval_task_manager()  # outside both clocks
+    registry_seconds = time.perf_counter() - began
     work = Path(tempfile.mkdtemp(prefix="medtune-bench-"))
-    data = work / "medqa_subset.jsonl"
-    with data.open("w") as handle:
-        for example in examples:
-            record = {"query": task.mc_prompt(example), "choices": example.choices, "gold": example.gold}
-            handle.write(json.dumps(record) + "\n")
-    (work / "medtune_medqa_local.yaml").write_text(TASK_YAML.format(data=data))
-
-    settings = EvalConfig(use_chat_template=False, batch_size=args.batch_size)
-    began = time.perf_counter()
-    ours = evaluate_model(SMOLLM2_ALIAS, ["medqa"], limit=args.limit, settings=settings, out_dir=work / "medtune")
-    medtune_seconds = time.perf_counter() - began
-
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
-    began = time.perf_counter()
-    theirs = simple_evaluate(model="hf", model_args=f"pretrained={model_path},dtype=float32", tasks=[
-        "medtune_medqa_local"], task_manager=TaskManager(include_path=str(work)), batch_size=args.batch_size,
-        device="cpu", log_samples=False)
-    lmeval_seconds = time.perf_counter() - began
-    lm = theirs["results"]["medtune_medqa_local"]
+    per_task: dict[str, dict[str, Any]] = {}
+    details: list[str] = []
+    for number, task in enumerate(tasks):
+        examples = sample_examples(REGISTRY[task].load(data_dir(), {}), args.limit, args.seed, task)
+        configs = lmeval_configs(task_manager, task, examples, work / "docs" / task)
+        medtune_first = (number % 2 == 0) != args.reverse
+        sides: dict[str, Side] = {}
+        for side in ("medtune", "lmeval") if medtune_first else ("lmeval", "medtune"):
+            if side == "medtune":
+                sides[side] = run_medtune(model_dir, task, args.limit, args.seed, args.batch_size, work / task)
+            else:
+                sides[side] = run_lmeval(model_dir, configs, task_manager, args.batch_size)
+            gc.collect()
+        if set(sides["medtune"].picked) != {e.id for e in examples}:
+            raise RuntimeError(f"{task}: medtune scored a different sample than the one written for lm-eval")
+        row = compare(sides["medtune"], sides["lmeval"])
+        row["first"] = "medtune" if medtune_first else "lmeval"
+        per_task[task] = row
+        for item in row["first_disagreements"]:
+            details.append(f"{task} {item}: medtune picked {sides['medtune'].picked[item]} "
+                           f"{[round(v, 4) for v in sides['medtune'].loglikelihoods[item]]}, lm-eval picked "
+                           f"{sides['lmeval'].picked[item]} "
+                           f"{[round(v, 4) for v in sides['lmeval'].loglikelihoods[item]]}")
+        print(f"[bench] {task}: {json.dumps(row)}", file=sys.stderr, flush=True)
+    n = sum(r["n"] for r in per_task.values())
+    medtune_seconds = sum(r["medtune_seconds"] for r in per_task.values())
+    lmeval_seconds = sum(r["lmeval_seconds"] for r in per_task.values())
+    agreeing = sum(round(r["agreement"] * r["n"]) for r in per_task.values())
+    failures = failed_tasks(per_task)
     print(json.dumps({
-        "questions": len(examples), "medtune_acc": round(ours["tasks"]["medqa"]["metrics"]["acc"], 4),
-        "lmeval_acc": round(lm["acc,none"], 4),
-        "medtune_acc_norm": round(ours["tasks"]["medqa"]["metrics"]["acc_norm"], 4),
-        "lmeval_acc_norm": round(lm["acc_norm,none"], 4), "medtune_seconds": round(medtune_seconds, 1),
-        "lmeval_seconds": round(lmeval_seconds, 1), "speedup": round(lmeval_seconds / medtune_seconds, 2),
-        "threads": args.threads,
-    }))
+        "tasks": per_task,
+        "total": {"n": n, "agreement": round(agreeing / n, 4), "medtune_seconds": round(medtune_seconds, 1),
+                  "lmeval_seconds": round(lmeval_seconds, 1)},
+        "speed_ratio": round(lmeval_seconds / medtune_seconds, 2),
+        "seed": args.seed, "limit": args.limit, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
+        "lm_eval_version": lm_eval.__version__, "torch_version": torch.__version__, "model": str(model_dir),
+        "lmeval_registry_seconds_untimed": round(registry_seconds, 1),
+        "ok": not failures, "failed": failures,
+    }), flush=True)
+    if failures:
+        print(f"FAILED {failures}: agreement < {MIN_AGREEMENT} or |acc diff| > {MAX_ACC_DIFF_POINTS} points",
+              file=sys.stderr)
+        print("\n".join(details), file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
