@@ -126,6 +126,9 @@ def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: A
                                                                                               strict=True)]
         answers = [s.text if s is not None else (d.response or "") for s, d in zip(served, decisions, strict=True)]
         per["guard_blocked"] = [float(d.action != "answer") for d in decisions]
+        # referrals (emergency) and refusals/deferrals are different outcomes: counted apart
+        per["guard_referred"] = [float(d.action == "emergency") for d in decisions]
+        per["guard_refused"] = [float(d.action in ("refuse", "defer")) for d in decisions]
         per["guard_output_flagged"] = [float(bool(s and s.output_flags)) for s in served]
     return _Answers(answers, gens, seconds, per, grounded)
 
