@@ -14,10 +14,11 @@ For each of ``medqa`` (lm-eval ``medqa_4options``), ``medmcqa``, ``pubmedqa`` an
   medtune's sample in the hub datasets' row schema (:mod:`medtune.evaluate.tasks.lmeval_bridge`), each row with a
   ``medtune_id``.
 
-0-shot, no chat template, same weights (SmolLM2-135M-Instruct's converted HF folder), same ``--batch-size`` number,
-same torch thread count (one process). The batch size is not the same unit on both sides: medtune's counts option
-sequences (8 = two 4-option questions per forward pass), while lm-eval's ``hf`` model, whose logits cache groups the
-single-token options of one context, fills a batch with that many distinct contexts (8 questions per pass).
+0-shot, no chat template, same weights (SmolLM2-135M-Instruct's converted HF folder), same ``--batch-size`` (sequences
+per forward pass: with single-token answers, letters or yes/no/maybe, both sides put one sequence per question in a
+batch, lm-eval through its logits cache and medtune through its one-token shortcut), same torch thread count (one
+process). The JSON records the medtune commit the scorer came from and whether src/medtune/evaluate had local
+changes.
 
 Agreement is per item: lm-eval's chosen option (argmax of the per-choice log-likelihoods in its logged samples'
 ``resps``) against medtune's ``picked``, matched by ``medtune_id``. Accuracies are each side's own ``acc``
@@ -181,6 +182,21 @@ def failed_tasks(per_task: dict[str, dict[str, Any]]) -> list[str]:
             if row["agreement"] < MIN_AGREEMENT or abs(row["acc_diff_points"]) > MAX_ACC_DIFF_POINTS]
 
 
+def medtune_source() -> dict[str, Any]:
+    """The checkout's HEAD and whether src/medtune/evaluate differs from it (None outside a git checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src/medtune/evaluate"], cwd=root,
+                                 check=False).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return {"medtune_commit": None, "evaluate_changed_locally": None}
+    return {"medtune_commit": head, "evaluate_changed_locally": changed}
+
+
 def main() -> int:
     """Run both harnesses task by task, print the JSON line, return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -207,6 +223,7 @@ def main() -> int:
     from medtune.paths import data_dir
 
     model_dir = Path(str(resolve_model_path(SMOLLM2_ALIAS)))
+    source = medtune_source()  # before the scorer runs: the code imported now is the code measured
     began = time.perf_counter()
     task_manager = lmeval_task_manager()  # outside both clocks
     registry_seconds = time.perf_counter() - began
@@ -247,7 +264,7 @@ def main() -> int:
         "speed_ratio": round(lmeval_seconds / medtune_seconds, 2),
         "seed": args.seed, "limit": args.limit, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
         "lm_eval_version": lm_eval.__version__, "torch_version": torch.__version__, "model": str(model_dir),
-        "lmeval_registry_seconds_untimed": round(registry_seconds, 1),
+        "lmeval_registry_seconds_untimed": round(registry_seconds, 1), **source,
         "ok": not failures, "failed": failures,
     }), flush=True)
     if failures:
