@@ -27,9 +27,11 @@ Agreement is per item: lm-eval's chosen option (argmax of the per-choice log-lik
 Timing: each side loads its model ONCE PER TASK, and that load is inside the side's time; the clock runs from
 before the model load to the result dict (medtune: load + data + scoring + its report files; lm-eval:
 ``simple_evaluate`` whole, i.e. model load, task/dataset build, scoring, metrics). lm-eval's task registry
-(``TaskManager()`` indexing every installed YAML) and the writing of the local data files are done before either
-clock starts and are reported separately. The order alternates: medtune first on even-numbered tasks, lm-eval first
-on odd ones (``--reverse`` swaps), so neither side always runs on a cold cache.
+(``TaskManager()`` indexing every installed YAML; its time is reported as ``lmeval_registry_seconds_untimed``) and
+the writing of lm-eval's local data files are done before either clock starts. The order alternates: medtune first on even-numbered tasks, lm-eval first
+on odd ones (``--reverse`` swaps), so neither side always runs on a cold cache. Process CPU seconds are reported
+beside the wall times (``cpu_speed_ratio``): on a machine shared with other users the wall times swing with their
+load.
 
 Prints ONE JSON line; exits 1 when agreement < 0.99 on any task or |acc difference| > 0.5 points (the first
 disagreeing ids and both sides' log-likelihoods go to stderr).
@@ -68,7 +70,20 @@ class Side:
     loglikelihoods: dict[str, list[float]]
     acc: float
     seconds: float
+    cpu_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+
+
+class Clock:
+    """Wall and process CPU time since construction (CPU time is less disturbed by other users of a shared machine,
+    though OpenMP threads spinning while descheduled still count)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        """(wall seconds, CPU seconds) so far."""
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def lmeval_task_manager(tasks: list[str] | None = None) -> Any:
@@ -112,11 +127,11 @@ def run_lmeval(model_dir: str | Path, configs: list[dict[str, Any]], task_manage
     """lm-eval's ``hf`` model on ``configs`` (model load included in the time); choices from its logged samples."""
     from lm_eval import simple_evaluate
 
-    began = time.perf_counter()
+    clock = Clock()
     out = simple_evaluate(model="hf", model_args={"pretrained": str(model_dir), "dtype": "float32"}, tasks=configs,
                           task_manager=task_manager, batch_size=batch_size, device="cpu", num_fewshot=0,
                           log_samples=True, apply_chat_template=False)
-    seconds = time.perf_counter() - began
+    seconds, cpu = clock.read()
     picked: dict[str, int] = {}
     lls: dict[str, list[float]] = {}
     correct = 0.0
@@ -136,7 +151,7 @@ def run_lmeval(model_dir: str | Path, configs: list[dict[str, Any]], task_manage
     acc = sum(out["results"][name]["acc,none"] * n for name, n in sizes.items()) / sum(sizes.values())
     if abs(acc - correct / len(picked)) > 1e-9:
         raise RuntimeError("lm-eval's reported acc is not the mean of its per-sample acc")
-    return Side(picked, lls, acc, seconds, {"tasks": sorted(sizes)})
+    return Side(picked, lls, acc, seconds, cpu, {"tasks": sorted(sizes)})
 
 
 def run_medtune(model_dir: str | Path, task: str, limit: int, seed: int, batch_size: int, out_dir: Path) -> Side:
@@ -147,7 +162,7 @@ def run_medtune(model_dir: str | Path, task: str, limit: int, seed: int, batch_s
     from medtune.evaluate.runner import evaluate_model
     from medtune.models import load_causal_lm, load_tokenizer
 
-    began = time.perf_counter()
+    clock = Clock()
     tokenizer = load_tokenizer(str(model_dir))
     model = load_causal_lm(str(model_dir), dtype="float32")
     parameter = next(model.parameters())
@@ -156,11 +171,11 @@ def run_medtune(model_dir: str | Path, task: str, limit: int, seed: int, batch_s
     settings = EvalConfig(batch_size=batch_size, sample_seed=seed, mc_chat_template=False)
     results = evaluate_model(str(model_dir), [task], limit=limit, shots=0, settings=settings, out_dir=out_dir,
                              loaded=(model, tokenizer))
-    seconds = time.perf_counter() - began
+    seconds, cpu = clock.read()
     scored = results["tasks"][task]
     picked = dict(zip(scored["ids"], scored["picked"], strict=True))
     lls = {i: s["scores"] for i, s in zip(scored["ids"], scored["samples"], strict=True)}
-    return Side(picked, lls, scored["metrics"]["acc"], seconds, {"format": scored["format"]})
+    return Side(picked, lls, scored["metrics"]["acc"], seconds, cpu, {"format": scored["format"]})
 
 
 def compare(ours: Side, theirs: Side) -> dict[str, Any]:
@@ -173,6 +188,7 @@ def compare(ours: Side, theirs: Side) -> dict[str, Any]:
             "medtune_acc": round(ours.acc, 4), "lmeval_acc": round(theirs.acc, 4),
             "acc_diff_points": round(100 * (ours.acc - theirs.acc), 2),
             "medtune_seconds": round(ours.seconds, 1), "lmeval_seconds": round(theirs.seconds, 1),
+            "medtune_cpu_seconds": round(ours.cpu_seconds, 1), "lmeval_cpu_seconds": round(theirs.cpu_seconds, 1),
             "first_disagreements": differing[:5]}
 
 
@@ -255,13 +271,16 @@ def main() -> int:
     n = sum(r["n"] for r in per_task.values())
     medtune_seconds = sum(r["medtune_seconds"] for r in per_task.values())
     lmeval_seconds = sum(r["lmeval_seconds"] for r in per_task.values())
+    cpu = {side: sum(r[f"{side}_cpu_seconds"] for r in per_task.values()) for side in ("medtune", "lmeval")}
     agreeing = sum(round(r["agreement"] * r["n"]) for r in per_task.values())
     failures = failed_tasks(per_task)
     print(json.dumps({
         "tasks": per_task,
         "total": {"n": n, "agreement": round(agreeing / n, 4), "medtune_seconds": round(medtune_seconds, 1),
-                  "lmeval_seconds": round(lmeval_seconds, 1)},
+                  "lmeval_seconds": round(lmeval_seconds, 1), "medtune_cpu_seconds": round(cpu["medtune"], 1),
+                  "lmeval_cpu_seconds": round(cpu["lmeval"], 1)},
         "speed_ratio": round(lmeval_seconds / medtune_seconds, 2),
+        "cpu_speed_ratio": round(cpu["lmeval"] / cpu["medtune"], 2),
         "seed": args.seed, "limit": args.limit, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
         "lm_eval_version": lm_eval.__version__, "torch_version": torch.__version__, "model": str(model_dir),
         "lmeval_registry_seconds_untimed": round(registry_seconds, 1), **source,
