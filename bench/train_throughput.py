@@ -1,238 +1,392 @@
-"""Training throughput on CPU: the study's padded recipe vs TRL packing vs medtune's default.
+"""Training throughput on the CPU: medtune's default against the HF Trainer as a user writes it and TRL's defaults.
 
-Same SmolLM2-135M-Instruct, same MedQuAD examples (answers <= 1000 chars), LoRA r=8 on q/k/v/o, batch 4,
-constant learning rate 5e-4, fp32:
-  (a) baseline: pad to 512, transformers' DataCollatorForLanguageModeling, loss on all tokens, ``--steps`` steps;
-  (b) TRL SFTTrainer, ``packing=True`` (BFD rows of 512) on the plain text (loss on all tokens), with bf16 turned
-      off: TRL's default bf16 is emulated on CPUs without AVX512-BF16 (measured 5.6 real tokens/s here);
-  (c) medtune's default (``medtune.train``): padding-free batches of 4 examples, completion-only loss.
-(b) and (c) stop once they have seen as many real tokens as (a), so validation losses compare equal data.
-Real tokens/s counts non-pad tokens. Validation loss = mean loss on answer tokens of held-out examples.
-MFU = achieved FLOP/s on real tokens (4 x base params + 6 x LoRA params + attention per token) / measured bf16
-matmul peak of this CPU (also vs the fp32 peak: CPUs without native bf16 emulate it slowly).
-Prints one JSON line.
+Three setups train the same LoRA adapter on the same rows for the same number of optimizer steps:
 
-    python bench/train_throughput.py [--examples 1000] [--steps 40] [--modes a,b,c] [--seq 512]
+  (a) ``trainer``: ``transformers.Trainer`` as a user writes it: each row tokenized with labels -100 on the prompt,
+      ``DataCollatorForSeq2Seq`` padding every batch to its longest row, no gradient checkpointing (the Trainer's
+      default);
+  (b) ``trl``: TRL's ``SFTTrainer`` on a conversational prompt/completion dataset with ``SFTConfig``'s defaults
+      (TRL 1.x: ``completion_only_loss=None`` = loss on the completion for prompt/completion data,
+      ``padding_free=False``, ``packing=False``, ``max_length=1024``, ``gradient_checkpointing=True``), except
+      ``bf16``: TRL turns it on by default, which a CPU without native bf16 emulates (~5.6 real tokens/s
+      measured here by the earlier version of this bench), so (b) trains in fp32 like the others;
+  medtune: ``medtune.train.trainer.train_recipe`` with the shipped CPU recipe (``smollm2-135m/demo``: padding-free
+      batches, answer-only loss, no gradient checkpointing).
+
+Shared by all three, from the demo recipe: SmolLM2-135M-Instruct in fp32, LoRA (r=16, alpha=32, all linear
+layers, same seed so the same initial adapter), batch 4, AdamW, learning rate 1e-3 with cosine decay and 5%
+warmup, seed 42. Rows: a seeded random sample of the prepared demo data (MedQuAD rendered with the run's served
+system prompt), only rows within ``model.max_seq_length`` tokens so no setup drops or truncates one; the train
+sample is exactly ``steps x batch`` rows, so each setup sees every row once, in the same order (the Trainer's
+sampler seeded alike). Validation loss: one function (:func:`validation_loss`) loads each saved adapter on the
+base and averages cross-entropy over the answer tokens of the same held-out validation rows, one row at a time.
+
+Runs alternate (default order ``a,medtune,b,medtune``); medtune's figures are the mean of its runs and both runs
+are printed. ``packing`` (not in the default order) is medtune with ``train.packing: true`` (BFD rows of
+``max_seq_length``). Real tokens are the non-pad tokens fed to the model; ``pad_fraction`` = pad / all token
+positions. FLOPs per row of ``l`` tokens: ``(4 x base matmul params + 6 x LoRA params) x l`` (forward + activation gradients
+through the frozen base, forward + both gradients for the adapters; embedding lookups excluded, the tied
+``lm_head`` counted) plus attention ``6 x layers x heads x head_dim x l (l + 1)`` (QK^T and AV over the causal
+triangle, x3 for backward); gradient-checkpointing recomputation is not counted (model FLOPs). MFU is given only
+on a CPU without native bf16 (no ``avx512_bf16``/``amx_bf16`` in /proc/cpuinfo), where fp32 is the training
+precision and the peak: the best of repeated 2048x2048 fp32 matmuls on all torch threads, measured before and
+after the runs. Elsewhere MFU is left out. Prints one JSON line.
+
+    python bench/train_throughput.py [--steps 30] [--val 32] [--order a,medtune,b,medtune]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
-
-def load_examples(n: int, n_val: int, tokenizer: Any) -> tuple[Any, Any]:
-    """First MedQuAD pairs with answers (shuffled with a fixed seed), rendered as prompt/completion."""
-    import random
-
-    from medtune.config import SourceSpec
-    from medtune.data.sources import load_source
-    from medtune.train.dataset import rows_to_prompt_completion
-
-    records = [
-        r
-        for r in load_source(SourceSpec(kind="medquad", path="medquad/MedQuAD_xml.tar.gz")).rows
-        if 20 <= len(r["answer"]) <= 1000 and len(r["question"]) >= 10
-    ]
-    random.Random(0).shuffle(records)
-    rows = [{"question": r["question"], "answer": r["answer"]} for r in records[: n + n_val]]
-    return (rows_to_prompt_completion(rows[:n], tokenizer), rows_to_prompt_completion(rows[n:], tokenizer))
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "recipes" / "smollm2-135m" / "demo.yaml"
+IGNORE_INDEX = -100
 
 
-def matmul_peak_flops(dtype_name: str = "bfloat16", size: int = 1024, reps: int = 10) -> float:
-    """Measured matmul FLOP/s on this CPU (all threads) in ``dtype_name``."""
+def log(message: str) -> None:
+    """Progress on stderr (stdout carries the JSON line)."""
+    print(f"train_throughput: {message}", file=sys.stderr, flush=True)
+
+
+def bench_recipe(steps: int) -> Any:
+    """The demo recipe trained for ``steps`` steps, without checkpoints or validation passes during training."""
+    from medtune.config import load_recipe
+
+    recipe = load_recipe(DEMO)
+    train = recipe.train.model_copy(update={"max_steps": steps, "save_steps": 10**6, "eval_steps": None})
+    return recipe.model_copy(update={"train": train})
+
+
+def sample_rows(recipe: Any, tokenizer: Any, n_train: int, n_val: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Seeded samples of the prepared demo data's train and validation splits (rows within max_seq_length)."""
+    from medtune.data.prepared import load_prepared
+    from medtune.train.dataset import tokenize_pair
+    from medtune.train.trainer import ensure_prepared
+
+    splits = load_prepared(ensure_prepared(recipe))  # prepared once, then reused from MEDTUNE_HOME/prepared
+
+    def fitting(split: Any) -> list[dict]:
+        rows = [dict(r) for r in split]
+        return [r for r in rows if len(tokenize_pair(r["prompt"], r["completion"], tokenizer)["input_ids"])
+                <= recipe.model.max_seq_length]
+
+    train, val = fitting(splits["train"]), fitting(splits["validation"])
+    if len(train) < n_train or len(val) < n_val:
+        raise SystemExit(f"the prepared demo data has {len(train)} train / {len(val)} validation rows within "
+                         f"{recipe.model.max_seq_length} tokens; lower --steps or --val")
+    return random.Random(seed).sample(train, n_train), random.Random(seed + 1).sample(val, n_val)
+
+
+class CountingCollator:
+    """Wraps a data collator; records each row's length and the token positions of each batch it builds."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lengths: list[int] = []
+        self.positions = 0
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.inner(features)
+        if "position_ids" in batch and "attention_mask" not in batch:  # flattened: a row starts at position 0
+            flat = batch["position_ids"].reshape(-1).tolist()
+            starts = [i for i, position in enumerate(flat) if position == 0] + [len(flat)]
+            self.lengths += [end - start for start, end in zip(starts, starts[1:], strict=False)]
+        else:
+            self.lengths += [len(f["input_ids"]) for f in features]
+        self.positions += int(batch["input_ids"].numel())
+        return batch
+
+
+def shared_arguments(recipe: Any, out: Path) -> dict[str, Any]:
+    """Training arguments every setup shares (the demo recipe's optimisation settings)."""
+    train = recipe.train
+    return dict(output_dir=str(out), max_steps=train.max_steps, per_device_train_batch_size=train.batch_size,
+                gradient_accumulation_steps=train.gradient_accumulation_steps, learning_rate=train.learning_rate,
+                lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_steps or train.warmup_ratio,
+                weight_decay=train.weight_decay, max_grad_norm=train.max_grad_norm, optim="adamw_torch",
+                seed=train.seed, data_seed=train.seed, logging_steps=train.logging_steps, save_strategy="no",
+                report_to="none", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+                include_num_input_tokens_seen="non_padding")
+
+
+def lora_model(recipe: Any, model_dir: str) -> Any:
+    """The base in fp32 wrapped with the recipe's LoRA, seeded as ``medtune train`` seeds it (same initial adapter)."""
     import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
 
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    torch.matmul(a, b)
+    from medtune.train.lora import peft_lora_config
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    torch.manual_seed(recipe.train.seed)
+    return get_peft_model(model, peft_lora_config(recipe.lora))
+
+
+def train_plain_trainer(recipe: Any, model_dir: str, rows: list[dict], out: Path) -> dict[str, Any]:
+    """(a) transformers.Trainer with labels -100 on the prompt and padding to the longest row of each batch."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def tokenize(row: dict) -> dict[str, list[int]]:
+        prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+        ids = tokenizer(row["prompt"] + row["completion"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": ids, "attention_mask": [1] * len(ids),
+                "labels": [IGNORE_INDEX] * len(prompt) + ids[len(prompt):]}
+
+    model = lora_model(recipe, model_dir)
+    collator = CountingCollator(DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX))
+    trainer = Trainer(model=model, args=TrainingArguments(**shared_arguments(recipe, out)),
+                      train_dataset=Dataset.from_list([tokenize(r) for r in rows]), data_collator=collator)
+    return timed_train(trainer, collator, out)
+
+
+def train_trl_defaults(recipe: Any, model_dir: str, rows: list[dict], out: Path, system_prompt: str) -> dict[str, Any]:
+    """(b) TRL's SFTTrainer with SFTConfig's defaults (bf16 off: see the module docstring)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    data = Dataset.from_list([{"prompt": [{"role": "system", "content": system_prompt},
+                                          {"role": "user", "content": r["question"]}],
+                               "completion": [{"role": "assistant", "content": r["answer"]}]} for r in rows])
+    model = lora_model(recipe, model_dir)
+    trainer = SFTTrainer(model=model, args=SFTConfig(**shared_arguments(recipe, out), bf16=False),
+                         train_dataset=data, processing_class=tokenizer)
+    collator = CountingCollator(trainer.data_collator)
+    trainer.data_collator = collator
+    result = timed_train(trainer, collator, out)
+    result["trl_defaults"] = {key: getattr(trainer.args, key) for key in (
+        "completion_only_loss", "padding_free", "packing", "max_length", "gradient_checkpointing")}
+    return result
+
+
+def timed_train(trainer: Any, collator: CountingCollator, out: Path) -> dict[str, Any]:
+    """Train, save the adapter to ``out/adapter`` and return the counts (seconds around ``trainer.train()`` only)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints log dictionaries to stdout, which carries the JSON line
     start = time.perf_counter()
-    for _ in range(reps):
-        torch.matmul(a, b)
-    return 2 * size**3 * reps / (time.perf_counter() - start)
+    trainer.train()
+    seconds = time.perf_counter() - start
+    trainer.model.save_pretrained(out / "adapter")
+    return {"seconds": seconds, "steps": trainer.state.global_step, "lengths": collator.lengths,
+            "positions": collator.positions, "tokens_seen": int(trainer.state.num_input_tokens_seen),
+            "gradient_checkpointing": bool(trainer.args.gradient_checkpointing), "adapter": out / "adapter"}
 
 
-def answer_loss(model: Any, val_tok: Any) -> float:
-    """Mean cross-entropy over answer tokens of the validation examples (one at a time, no padding)."""
+def train_medtune(recipe: Any, rows: list[dict], out: Path) -> dict[str, Any]:
+    """medtune's default: ``train_recipe`` on the rows' prompt/completion text (the run folder goes to ``out``)."""
+    from datasets import Dataset
+
+    from medtune.train import trainer as trainer_module
+
+    counters: list[CountingCollator] = []
+    build = trainer_module._build_trainer
+
+    def counting_build(*args: Any, **kwargs: Any) -> Any:  # count what medtune's own trainer is fed
+        trainer, stats = build(*args, **kwargs)
+        counters.append(CountingCollator(trainer.data_collator))
+        trainer.data_collator = counters[-1]
+        return trainer, stats
+
+    from medtune.paths import medtune_home
+
+    home, cache = out / "home", medtune_home() / "cache"  # the run folder goes here; converted models are shared
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "cache").exists():
+        (home / "cache").symlink_to(cache.resolve(), target_is_directory=True)
+    previous = os.environ.get("MEDTUNE_HOME")
+    os.environ["MEDTUNE_HOME"], trainer_module._build_trainer = str(home), counting_build
+    try:
+        data = Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "completion": [r["completion"] for r in rows]})
+        run = trainer_module.train_recipe(recipe, splits=(data, None))
+    finally:
+        trainer_module._build_trainer = build
+        if previous is None:
+            os.environ.pop("MEDTUNE_HOME", None)
+        else:
+            os.environ["MEDTUNE_HOME"] = previous
+    summary = run.summary_data()
+    return {"seconds": summary["seconds"], "steps": summary["steps"], "lengths": counters[0].lengths,
+            "positions": counters[0].positions, "tokens_seen": summary["tokens"],
+            "gradient_checkpointing": recipe.train.gradient_checkpointing, "adapter": run.adapter}
+
+
+def validation_loss(model_dir: str, adapter: Path | None, examples: list[dict[str, list[int]]]) -> float:
+    """Mean cross-entropy over the answer tokens of ``examples`` (one row at a time, no padding) for the base model
+    with ``adapter`` (None: the base alone). The one loss every setup is scored with."""
     import torch
+    from transformers import AutoModelForCausalLM
 
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():
-        for example in val_tok:
-            ids = torch.tensor([example["input_ids"]])
-            labels = torch.tensor([example["labels"]])
-            n = int((labels[:, 1:] != -100).sum())
-            total += float(model(input_ids=ids, labels=labels, use_cache=False).loss) * n
-            count += n
-    model.train()
+    with torch.inference_mode():
+        for example in examples:
+            ids, labels = torch.tensor([example["input_ids"]]), torch.tensor([example["labels"]])
+            logits = model(input_ids=ids).logits[0, :-1].float()
+            targets = labels[0, 1:]
+            keep = targets != IGNORE_INDEX
+            total += float(torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum"))
+            count += int(keep.sum())
     return total / count
 
 
-def token_budget_callback(budget: int | None) -> Any:
-    """A callback that stops training once ``budget`` real (non-pad) tokens have been seen."""
-    from transformers import TrainerCallback
-
-    class StopAtTokenBudget(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if budget is not None and state.num_input_tokens_seen >= budget:
-                control.should_training_stop = True
-            return control
-
-    return StopAtTokenBudget()
-
-
-def run_mode(
-    mode: str,
-    args: argparse.Namespace,
-    train_raw: Any,
-    val_tok: Any,
-    bf16: bool = False,
-    token_budget: int | None = None,
-) -> dict[str, Any]:
-    """Train one mode for ``args.steps`` steps, or until ``token_budget`` real tokens; return tokens/s, val loss."""
+def model_shape(model_dir: str, recipe: Any) -> dict[str, int]:
+    """Matmul parameters of the base (Linear layers incl. the tied lm_head), LoRA parameters, layers, attention width."""
     import torch
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
-    from trl import SFTConfig, SFTTrainer
 
-    from medtune.config import recipe_from_dict
-    from medtune.train.dataset import tokenize_split
-    from medtune.train.trainer import build_sft_config, load_model_for_training
+    model = lora_model(recipe, model_dir)
+    base = model.get_base_model()
+    lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    matmul = sum(m.weight.numel() for name, m in base.named_modules()
+                 if isinstance(m, torch.nn.Linear) and "lora_" not in name)
+    config = base.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return {"base_matmul_params": matmul, "lora_params": lora, "layers": config.num_hidden_layers,
+            "attention_width": config.num_attention_heads * head_dim}
 
-    recipe = recipe_from_dict(
-        {
-            "name": "bench",
-            "model": {"name": "smollm2-135m-instruct", "max_seq_length": args.seq},
-            "lora": {"r": 8, "alpha": 16, "target_modules": "attention"},
-            "train": {
-                "batch_size": 4,
-                "gradient_accumulation_steps": 1,
-                "max_steps": args.steps,
-                "logging_steps": 10,
-                "gradient_checkpointing": False,
-                "learning_rate": 5e-4,
-                "save_steps": 100000,
-            },
-        }
-    )
-    model, tokenizer = load_model_for_training(recipe)
-    out = f"/tmp/medtune-bench-{mode}"
-    max_steps = args.steps if token_budget is None else 20 * args.steps
-    common = dict(
-        output_dir=out,
-        max_steps=max_steps,
-        lr_scheduler_type="constant",  # same learning rate at every step whatever the step count
-        bf16=False,  # TRL's SFTConfig defaults to bf16, which this CPU emulates ~100x slower than fp32
-        per_device_train_batch_size=4,
-        learning_rate=5e-4,
-        logging_steps=10,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=0,
-        include_num_input_tokens_seen="non_padding",
-        use_cpu=True,
-    )
-    if mode == "a":
-        texts = [p + c for p, c in zip(train_raw["prompt"], train_raw["completion"], strict=True)]
-        enc = tokenizer(
-            texts, add_special_tokens=False, padding="max_length", truncation=True, max_length=512
-        )
-        from datasets import Dataset
 
-        data = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
-        trainer: Any = Trainer(
-            model=model,
-            args=TrainingArguments(**common),
-            train_dataset=data,
-            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        )
-    elif mode == "b":
-        from datasets import Dataset
+def training_flops(lengths: list[int], shape: dict[str, int]) -> float:
+    """Model FLOPs of one training pass over rows of ``lengths`` tokens (see the module docstring)."""
+    per_token = 4 * shape["base_matmul_params"] + 6 * shape["lora_params"]
+    attention = 6 * shape["layers"] * shape["attention_width"]
+    return float(sum(per_token * n + attention * n * (n + 1) for n in lengths))
 
-        texts = [p + c for p, c in zip(train_raw["prompt"], train_raw["completion"], strict=True)]
-        config = SFTConfig(**common, packing=True, max_length=args.seq)
-        trainer = SFTTrainer(
-            model=model,
-            args=config,
-            train_dataset=Dataset.from_dict({"text": texts}),
-            processing_class=tokenizer,
-        )
-    else:
-        data, _ = tokenize_split(train_raw, tokenizer, args.seq)
-        config = build_sft_config(
-            recipe, __import__("pathlib").Path(out), max_steps=max_steps, has_eval=False, cuda=False
-        )
-        config.save_strategy = "no"
-        config.lr_scheduler_type = "constant"
-        trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
-    trainer.add_callback(token_budget_callback(token_budget))
-    start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        trainer.train()
-    seconds = time.perf_counter() - start
-    tokens = int(trainer.state.num_input_tokens_seen)
-    print(f"mode {mode}: {tokens} real tokens in {seconds:.1f}s", file=__import__("sys").stderr, flush=True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {
-        "steps": trainer.state.global_step,
-        "tokens_per_s": tokens / seconds,
-        "seconds": seconds,
-        "tokens": tokens,
-        "val_loss": answer_loss(model, val_tok),
-        "trainable": trainable,
-        "base": total - trainable,
-    }
+
+def native_bf16() -> bool | None:
+    """True when /proc/cpuinfo lists a native bf16 instruction set (avx512_bf16, amx_bf16, aarch64 bf16); None when
+    unknown."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return None
+    if not flags:
+        return None
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags.split(":", 1)[-1].split()))
+
+
+def fp32_matmul_peak(size: int = 2048, reps: int = 8) -> float:
+    """Best FLOP/s of single 2048x2048 fp32 matmuls on all torch threads."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def describe(result: dict[str, Any], val_loss: float, flops: float, peak: float | None) -> dict[str, Any]:
+    """The printed figures of one run."""
+    real = sum(result["lengths"])
+    line = {"real_tokens_per_s": round(real / result["seconds"], 1), "wall_s": round(result["seconds"], 1),
+            "steps": result["steps"], "real_tokens": real, "token_positions": result["positions"],
+            "pad_fraction": round(1 - real / result["positions"], 4), "val_loss": round(val_loss, 4),
+            "gradient_checkpointing": result["gradient_checkpointing"],
+            "achieved_gflops": round(flops / result["seconds"] / 1e9, 2)}
+    if peak:
+        line["mfu"] = round(flops / result["seconds"] / peak, 4)
+    if "trl_defaults" in result:
+        line["trl_defaults"] = result["trl_defaults"]
+    return line
 
 
 def main() -> None:
-    """Run the modes and print one JSON line."""
+    """Run the setups in the given order and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=1000)
-    parser.add_argument("--val", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--seq", type=int, default=512)
-    parser.add_argument("--modes", default="a,b,c")
-    parser.add_argument("--bf16", action="store_true", help="Also time medtune with bf16 autocast.")
+    parser.add_argument("--steps", type=int, default=30, help="Optimizer steps per setup (rows = steps x batch).")
+    parser.add_argument("--val", type=int, default=32, help="Held-out validation rows.")
+    parser.add_argument("--order", default="a,medtune,b,medtune",
+                        help="Run order (a, b, medtune, packing; repeats allowed).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the row samples.")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/medtune-train-throughput"))
     args = parser.parse_args()
-    from medtune.models import load_tokenizer
-    from medtune.train.dataset import tokenize_split
+    order = [name.strip() for name in args.order.split(",")]
+    if not set(order) <= {"a", "b", "medtune", "packing"} or "medtune" not in order:
+        parser.error("--order takes a, b, medtune and packing (medtune at least once)")
+    import torch
 
-    tokenizer = load_tokenizer("smollm2-135m-instruct")
-    train_raw, val_raw = load_examples(args.examples, args.val, tokenizer)
-    val_tok, _ = tokenize_split(val_raw, tokenizer, args.seq)
-    results: dict[str, dict[str, Any]] = {}
-    budget = None
-    for mode in args.modes.split(","):
-        results[mode] = run_mode(mode, args, train_raw, val_tok, token_budget=budget)
-        budget = budget or results[mode]["tokens"]  # later modes train on as many real tokens as the first
-    if args.bf16 and "c" in results:
-        results["c_bf16"] = run_mode("c", args, train_raw, val_tok, bf16=True, token_budget=budget)
-    line: dict[str, Any] = {"examples": args.examples, "steps": args.steps}
-    names = {"a": "baseline", "b": "trl_packing", "c": "medtune", "c_bf16": "medtune_bf16"}
-    for key, res in results.items():
-        line[f"{names[key]}_tokens_per_s"] = round(res["tokens_per_s"], 1)
-        line[f"{names[key]}_val_loss"] = round(res["val_loss"], 4)
-        line[f"{names[key]}_steps"] = res["steps"]
-        line[f"{names[key]}_real_tokens"] = res["tokens"]
-    if "a" in results and "c" in results:
-        line["ratio"] = round(results["c"]["tokens_per_s"] / results["a"]["tokens_per_s"], 2)
-    if "b" in results and "c" in results:
-        line["ratio_vs_trl"] = round(results["c"]["tokens_per_s"] / results["b"]["tokens_per_s"], 2)
-    if "c" in results:
-        res = results["c"]
-        flops_per_token = 4 * res["base"] + 6 * res["trainable"]
-        achieved = res["tokens_per_s"] * flops_per_token
-        bf16_peak, fp32_peak = matmul_peak_flops("bfloat16"), matmul_peak_flops("float32")
-        line["mfu"] = round(achieved / bf16_peak, 4)  # as specified; >1 when this CPU emulates bf16
-        line["mfu_vs_fp32_peak"] = round(achieved / fp32_peak, 4)
-        line["achieved_gflops"] = round(achieved / 1e9, 2)
-        line["bf16_peak_gflops"] = round(bf16_peak / 1e9, 2)
-        line["fp32_peak_gflops"] = round(fp32_peak / 1e9, 2)
-        line["medtune_seconds_per_step"] = round(res["seconds"] / max(res["steps"], 1), 2)
+    from medtune.models import load_tokenizer, resolve_model_path
+    from medtune.prompts import training_system_prompt
+    from medtune.train.dataset import tokenize_pair
+
+    load_start = os.getloadavg()[0]
+    recipe = bench_recipe(args.steps)
+    model_dir = str(resolve_model_path(recipe.model.name))
+    tokenizer = load_tokenizer(recipe.model.name)
+    rows, val_rows = sample_rows(recipe, tokenizer, args.steps * recipe.train.batch_size, args.val, args.seed)
+    system_prompt = training_system_prompt(recipe.data.system_prompt) or ""
+    assert all(r["prompt"].count(system_prompt) == 1 for r in rows), "rows were not rendered with the run's prompt"
+    val = [tokenize_pair(r["prompt"], r["completion"], tokenizer) for r in val_rows]
+    bf16 = native_bf16()
+    peaks = [fp32_matmul_peak()] if bf16 is False else []
+    shape = model_shape(model_dir, recipe)
+    log("validation loss of the base model (also warms up the kernels)")
+    base_loss = validation_loss(model_dir, None, val)
+    runs: list[tuple[str, dict[str, Any]]] = []
+    for index, name in enumerate(order):
+        out = args.out / f"{index}-{name}"
+        log(f"run {index + 1}/{len(order)}: {name}")
+        if name == "a":
+            result = train_plain_trainer(recipe, model_dir, rows, out)
+        elif name == "b":
+            result = train_trl_defaults(recipe, model_dir, rows, out, system_prompt)
+        elif name == "packing":
+            packed = recipe.train.model_copy(update={"packing": True})
+            result = train_medtune(recipe.model_copy(update={"train": packed}), rows, out)
+        else:
+            result = train_medtune(recipe, rows, out)
+        result["val_loss"] = validation_loss(model_dir, result["adapter"], val)
+        log(f"{name}: {sum(result['lengths'])} real tokens in {result['seconds']:.1f} s, val loss {result['val_loss']:.4f}")
+        runs.append((name, result))
+    if bf16 is False:
+        peaks.append(fp32_matmul_peak())
+    peak = max(peaks) if peaks else None
+    setups = {f"{index}-{name}": describe(result, result["val_loss"], training_flops(result["lengths"], shape), peak)
+              for index, (name, result) in enumerate(runs)}
+    rate = {name: [s["real_tokens_per_s"] for key, s in setups.items() if key.split("-", 1)[1] == name]
+            for name in set(order)}
+    mean = {name: sum(values) / len(values) for name, values in rate.items()}
+    line: dict[str, Any] = {
+        "bench": "train_throughput", "model": recipe.model.name, "recipe": "smollm2-135m/demo",
+        "rows": len(rows), "val_rows": len(val), "steps": args.steps, "batch": recipe.train.batch_size,
+        "lora": f"r={recipe.lora.r} alpha={recipe.lora.alpha} {recipe.lora.target_modules}", "order": order,
+        "threads": torch.get_num_threads(), "load_avg_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "native_bf16": bf16,
+        "fp32_peak_gflops": round(peak / 1e9, 1) if peak else None,
+        "mfu_note": ("MFU vs the measured fp32 matmul peak (this CPU has no native bf16; training is fp32)"
+                     if peak else "MFU omitted: the CPU has native bf16 or its flags are unknown"),
+        "flops_per_row": "(4 x base matmul + 6 x LoRA params) x l + 6 x layers x attention width x l (l + 1)",
+        "shape": shape, "base_val_loss": round(base_loss, 4), "setups": setups,
+        "real_tokens_per_s": {name: round(value, 1) for name, value in mean.items()},
+    }
+    line["same_rows"] = len({tuple(sorted(result["lengths"])) for _, result in runs}) == 1  # token lengths agree
+    if "a" in mean:
+        line["ratio_medtune_vs_a"] = round(mean["medtune"] / mean["a"], 2)
+    if "b" in mean:
+        line["ratio_medtune_vs_b"] = round(mean["medtune"] / mean["b"], 2)
+    if "packing" in mean:
+        line["ratio_medtune_vs_packing"] = round(mean["medtune"] / mean["packing"], 2)
     print(json.dumps(line))
 
 

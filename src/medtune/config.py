@@ -163,8 +163,8 @@ class TrainConfig(Section):
     )
     packing: bool = Field(
         False,
-        description="Also BFD-pack examples into rows of model.max_seq_length (bigger steps; on a CPU the "
-        "attention over long packed rows makes it slower: see bench/train_throughput.py).",
+        description="Also BFD-pack examples into rows of model.max_seq_length (bigger steps; on a 2-core CPU "
+        "no faster than padding-free batches: see bench/train_throughput.py --order packing,medtune).",
     )
     completion_only_loss: bool = Field(True, description="Loss on the answer only; prompt tokens masked.")
     eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (and every epoch).")

@@ -7,7 +7,6 @@ the whole smoke run (train, resume, eval, merge, export, serve) passing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -16,18 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.bench_scripts import BENCH_DIR, load_bench
 from tests.train.conftest import QUESTIONS, splits_for, tiny_recipe
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "gpu_smoke.py"
-
-
-def _bench() -> Any:
-    """Import bench/gpu_smoke.py as a module."""
-    spec = importlib.util.spec_from_file_location("gpu_smoke", BENCH)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+BENCH = BENCH_DIR / "gpu_smoke.py"
 
 
 def _has_cuda() -> bool:
@@ -92,7 +83,7 @@ def test_sigkilled_run_resumes_to_the_planned_step_as_the_smoke_checks(
 
     if qlora:
         pytest.importorskip("bitsandbytes")
-    bench = _bench()
+    bench = load_bench("gpu_smoke")
     rows = [{"question": q, "answer": a} for q, a in QUESTIONS] * 4
     prepared = bench.write_prepared(tmp_path / "prepared", str(tiny_model_dir), rows, n_val=2, n_test=2)
     recipe = bench.smoke_recipe(str(tiny_model_dir), str(prepared), steps=8, save_steps=3)
