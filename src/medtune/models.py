@@ -117,6 +117,14 @@ def adapter_base_model(path: Path) -> str:
     return str(base)
 
 
+def base_and_adapter(model: str) -> tuple[str, Path | None]:
+    """``(resolved base model path, adapter folder or None)`` for an alias, HF folder, hub id or run/adapter folder."""
+    path = Path(model).expanduser()
+    if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
+        return str(resolve_model_path(adapter_base_model(path))), adapter_dir(path)
+    return str(resolve_model_path(model)), None
+
+
 def resolve_model_path(name: str, gguf_file: str | None = None) -> Path | str:
     """Return a local HF folder for ``name`` (converting GGUF once), or the hub id unchanged.
 

@@ -41,15 +41,11 @@ def _progress() -> Any:
 
 def model_size_bytes(model: str) -> int:
     """Bytes of weight files on disk: the resolved model folder plus an adapter, if any."""
-    from medtune.models import adapter_base_model, adapter_dir, is_adapter_dir, resolve_model_path
+    from medtune.models import base_and_adapter
 
-    path = Path(model).expanduser()
-    folders: list[Path] = []
-    if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
-        folders.append(adapter_dir(path))
-        path = Path(str(resolve_model_path(adapter_base_model(path))))
-    else:
-        path = Path(str(resolve_model_path(model)))
+    base, adapter = base_and_adapter(model)
+    folders = [adapter] if adapter is not None else []
+    path = Path(base)
     if path.is_dir():
         folders.append(path)
     return sum(f.stat().st_size for folder in folders for f in folder.iterdir()

@@ -8,7 +8,6 @@ The switch is the one of ``medtune serve --engine vllm``: vLLM installed and a C
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from medtune.config import EvalConfig
@@ -34,12 +33,10 @@ def sampling_kwargs(settings: EvalConfig, stop_ids: list[int]) -> dict[str, Any]
 
 def engine_paths(model: str) -> tuple[str, str | None]:
     """``(base model path, adapter folder or None)`` for a model name, HF folder or run folder."""
-    from medtune.models import adapter_base_model, adapter_dir, is_adapter_dir, resolve_model_path
+    from medtune.models import base_and_adapter
 
-    path = Path(model).expanduser()
-    if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
-        return str(resolve_model_path(adapter_base_model(path))), str(adapter_dir(path))
-    return str(resolve_model_path(model)), None
+    base, adapter = base_and_adapter(model)
+    return base, str(adapter) if adapter is not None else None
 
 
 class VLLMGenerator:
