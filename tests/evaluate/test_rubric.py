@@ -58,6 +58,13 @@ def test_phrase_grader_word_starts_and_negation() -> None:
     assert phrase_met("Do not wait long; if fever stays high the usual choice is aspirin.", aspirin)
     # one negated mention does not cancel a later plain recommendation
     assert phrase_met("Avoid aspirin in teens, but for her give aspirin.", aspirin)
+    # negated after the match, in the same clause
+    assert not phrase_met("Aspirin is not advised for children.", aspirin)
+    assert not phrase_met("For a child, aspirin should be avoided.", aspirin)
+    assert not phrase_met("Aspirin isn't safe for teenagers.", aspirin)
+    assert not phrase_met("Aspirin is dangerous here.", aspirin)
+    assert phrase_met("Aspirin, not paracetamol, is what she needs.", aspirin)  # the comma ends the clause
+    assert phrase_met("Aspirin is the usual choice and it is not expensive.", aspirin)  # cue too far away
 
 
 def test_grade_aggregates_tags_and_interval() -> None:

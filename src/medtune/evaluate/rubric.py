@@ -37,6 +37,13 @@ NEGATION_CUES = frozenset({"not", "no", "never", "avoid", "avoiding", "don't", "
                            "mustn't", "cannot", "can't", "won't", "without", "stop", "nor", "neither",
                            "against", "instead", "isn't", "aren't", "unsafe", "dangerous", "refrain"})
 NEGATION_WINDOW = 6
+# "aspirin is not advised", "aspirin should be avoided": an auxiliary right after the match, then a cue within the
+# next 3 words of the same clause (a comma or full stop ends the clause, so "aspirin, not paracetamol" still counts)
+AUXILIARIES = frozenset({"is", "are", "was", "should", "must", "can", "may", "isn't", "aren't", "shouldn't",
+                         "mustn't", "can't", "cannot"})
+AFTER_CUES = NEGATION_CUES | {"avoided", "contraindicated", "harmful", "discouraged", "isn't", "aren't", "shouldn't",
+                              "mustn't", "can't", "cannot"}
+_CLAUSE_END = re.compile(r"[.,;:!?()\n]")
 _WORD = re.compile(r"[\w']+")
 PACKAGED = {"consumer-health": "consumer_health_test.jsonl", "consumer-health-dev": "consumer_health_dev.jsonl"}
 
@@ -123,15 +130,24 @@ def load_rubric(path: str | Path) -> list[RubricQuestion]:
     return questions
 
 
+def negated_after(text: str, end: int) -> bool:
+    """True when the clause after position ``end`` negates what precedes it ("... is not advised", "... should be
+    avoided"): an auxiliary first, then a negation cue within 3 more words, before any clause punctuation."""
+    clause = _CLAUSE_END.split(text[end:], maxsplit=1)[0]
+    after = _WORD.findall(clause)[:4]
+    return bool(after) and after[0] in AUXILIARIES and bool(AFTER_CUES.intersection(after))
+
+
 def phrase_met(answer: str, criterion: Criterion) -> bool:
-    """The offline grader: an alternative at a word start; for negative criteria, not after a negation cue."""
+    """The offline grader: an alternative at a word start; for negative criteria, not after a negation cue
+    (6 words before the match) and not negated right after it (:func:`negated_after`)."""
     text = answer.lower()
     for phrase in criterion.phrases:
         for match in re.finditer(r"(?<![\w])" + re.escape(phrase), text):
             if criterion.points > 0:
                 return True
             before = _WORD.findall(text[:match.start()])[-NEGATION_WINDOW:]
-            if not NEGATION_CUES.intersection(before):
+            if not NEGATION_CUES.intersection(before) and not negated_after(text, match.end()):
                 return True
     return False
 
