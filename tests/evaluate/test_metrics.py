@@ -37,6 +37,10 @@ def test_repetition_measures() -> None:
     # bigrams ab bc ca ab bc -> 3 unique / 5
     assert distinct_n("a b c a b c", 2) == pytest.approx(0.6)
     assert repeated_ngram_fraction("short", 3) == 0.0
+    # the references' loopiness is reported beside the model's, from the references alone
+    scores = score_free_text(["one two three four"], ["a b c a b c"], semantic=False)
+    assert scores["reference_repeated_3gram_fraction"] == pytest.approx(0.25)
+    assert scores["repeated_3gram_fraction"] == 0.0
 
 
 def test_reference_unsupported_rate_token_overlap() -> None:

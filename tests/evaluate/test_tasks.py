@@ -74,3 +74,23 @@ def test_mc_prompt_format_and_shots(shared_data: Path) -> None:
     assert TASKS["pubmedqa"].random_baseline == pytest.approx(1 / 3)
     assert task.continuations(examples[0]) == [" A", " B", " C", " D"]
     assert TASKS["mmlu-medical-cloze"].continuations(examples[0])[0] == " " + examples[0].choices[0]
+
+
+def test_validation_task_reads_the_validation_split_and_only_it_is_not_held_out(tmp_path: Path) -> None:
+    import json
+
+    from medtune.evaluate.tasks import is_held_out
+
+    for split in ("train", "validation", "test"):
+        rows = [{"id": f"{split}-{n}", "question": f"{split} question {n}?", "answer": f"{split} answer {n}."}
+                for n in range(3)]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = get_task("medquad-validation").load(tmp_path, {"data_dir": tmp_path})
+    assert [e.id for e in examples] == ["validation-0", "validation-1", "validation-2"]
+    assert get_task("medquad-test").load(tmp_path, {"data_dir": tmp_path})[0].id == "test-0"
+    assert not is_held_out("medquad-validation") and not is_held_out("rubric:consumer-health-dev")
+    for name in ("medquad-test", "rubric:consumer-health", "medqa", "medmcqa", "pubmedqa", "mmlu-medical", "liveqa"):
+        assert is_held_out(name), name
+    from medtune.evaluate.rubric import resolve_rubric_path
+
+    assert is_held_out(f"rubric:{resolve_rubric_path('consumer-health')}")  # the test set by its path

@@ -70,6 +70,15 @@ def _print_comparison(base: dict, tuned: dict) -> None:
         table.add_row(d.task, d.metric, str(d.n), f"{d.baseline:.4f}", f"{d.other:.4f}",
                       f"{d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]", d.verdict)
     console.print(table)
+    for task, data in tuned["tasks"].items():
+        reference = data["metrics"].get("reference_repeated_3gram_fraction")
+        if reference is None or "repeated_3gram_fraction" not in data["metrics"]:
+            continue
+        loop = data["metrics"]["repeated_3gram_fraction"]
+        base_loop = base["tasks"].get(task, {}).get("metrics", {}).get("repeated_3gram_fraction", float("nan"))
+        ratio = f"{loop / reference:.2f}x the references'" if reference else "references have none"
+        console.print(f"{task}: repeated 3-gram fraction references {reference:.4f}, base {base_loop:.4f}, "
+                      f"fine-tuned {loop:.4f} ({ratio})")
 
 
 def register(app: typer.Typer) -> None:

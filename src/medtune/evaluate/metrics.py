@@ -165,6 +165,8 @@ def compute_free_text_scores(
         "exact_match": [exact_match(p, r) for p, r in zip(predictions, references, strict=True)],
         "word_overlap": [word_overlap_similarity(p, r) for p, r in zip(predictions, references, strict=True)],
         "repeated_3gram_fraction": [repeated_ngram_fraction(p, 3) for p in predictions],
+        # the references' own loopiness: the bar a tuned model's repeated_3gram_fraction is held to
+        "reference_repeated_3gram_fraction": [repeated_ngram_fraction(r, 3) for r in references],
         "distinct_2": [distinct_n(p, 2) for p in predictions],
         "answer_words": [float(len(words(p))) for p in predictions],
     }

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 HEADLINE_FREE_TEXT = ("rouge1", "rouge2", "rougeL", "token_f1", "word_overlap", "embedding_cosine", "bertscore_minilm_f1",
-                      "reference_unsupported_rate", "hit_token_limit", "repeated_3gram_fraction", "distinct_2")
+                      "reference_unsupported_rate", "hit_token_limit", "repeated_3gram_fraction",
+                      "reference_repeated_3gram_fraction", "distinct_2")
 SHOWN_FREE_TEXT = HEADLINE_FREE_TEXT + ("bleu", "corpus_bleu", "exact_match", "answer_words", "latency_s",
                                         "tokens_per_s")
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from medtune.errors import UserError
 from medtune.evaluate.tasks.base import ChoiceExample, FreeTextExample, Task
-from medtune.evaluate.tasks.free_text_sets import load_liveqa, load_medicationqa, load_medquad_test
+from medtune.evaluate.tasks.free_text_sets import (
+    load_liveqa,
+    load_medicationqa,
+    load_medquad_test,
+    load_medquad_validation,
+)
 from medtune.evaluate.tasks.multiple_choice_sets import (
     CLOZE_FORMAT,
     MEDMCQA_FORMAT,
@@ -24,6 +29,8 @@ TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         Task("medquad-test", "free_text", load_medquad_test, "held-out test split of a `medtune prepare` output"),
+        Task("medquad-validation", "free_text", load_medquad_validation,
+             "validation split of a `medtune prepare` output (for ablations and choices, never the test split)"),
         Task("medicationqa", "free_text", load_medicationqa, "MedicationQA (MedInfo 2019), 690 drug questions"),
         Task("liveqa", "free_text", load_liveqa, "TREC-2017 LiveQA-Med test, 104 consumer questions"),
         Task("medqa", "multiple_choice", load_medqa, "MedQA-USMLE 4-option test, 1,273 (lm-eval medqa_4options)",
@@ -43,7 +50,7 @@ TASKS: dict[str, Task] = {
     )
 }
 
-__all__ = ["TASKS", "ChoiceExample", "FreeTextExample", "Task", "get_task", "parse_tasks"]
+__all__ = ["TASKS", "ChoiceExample", "FreeTextExample", "Task", "get_task", "is_held_out", "parse_tasks"]
 
 
 def rubric_task(spec: str) -> Task:
@@ -71,3 +78,13 @@ def parse_tasks(spec: str | list[str]) -> list[Task]:
     if not names:
         raise UserError(f"--tasks is empty; valid tasks: {', '.join(TASKS)}, rubric:FILE")
     return [get_task(n) for n in names]
+
+
+def is_held_out(name: str) -> bool:
+    """True for tasks whose data is a held-out headline set (the prepared test split, the packaged rubric test set,
+    the public benchmarks' test splits): ablations and other choices must never be scored on them."""
+    if name.startswith("rubric:"):
+        from medtune.evaluate.rubric import resolve_rubric_path
+
+        return resolve_rubric_path(name.split(":", 1)[1]).resolve() == resolve_rubric_path("consumer-health").resolve()
+    return name != "medquad-validation"

@@ -17,8 +17,8 @@ def is_prepared_dir(path: Path) -> bool:
     return (path / "test.jsonl").is_file() or (path / "dataset" / "test").is_dir()
 
 
-def find_prepared_dir(context: dict[str, Any]) -> Path:
-    """The prepared folder for ``medquad-test``: ``--data`` when it is one, else the run's ``prepared_dir``."""
+def find_prepared_dir(context: dict[str, Any], task: str = "medquad-test") -> Path:
+    """The prepared folder for ``task``: ``--data`` when it is one, else the run's ``prepared_dir``."""
     data = context.get("data_dir")
     if data is not None and is_prepared_dir(Path(data)):
         return Path(data)
@@ -27,29 +27,42 @@ def find_prepared_dir(context: dict[str, Any]) -> Path:
         prepared = json.loads((Path(run) / "run.json").read_text()).get("prepared_dir")
         if prepared and is_prepared_dir(Path(prepared)):
             return Path(prepared)
-    raise UserError("task medquad-test needs a prepared data folder: pass --data DIR (a `medtune prepare` output "
+    raise UserError(f"task {task} needs a prepared data folder: pass --data DIR (a `medtune prepare` output "
                     "with test.jsonl) or evaluate a run folder whose run.json names its prepared_dir.")
 
 
-def load_medquad_test(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
-    """The prepared test split (``OUT/test.jsonl``, else ``OUT/dataset`` test) as question/reference pairs."""
-    folder = find_prepared_dir(context)
-    if (folder / "test.jsonl").is_file():
-        with (folder / "test.jsonl").open(encoding="utf-8") as handle:
+def load_prepared_split(split: str, context: dict[str, Any]) -> list[FreeTextExample]:
+    """One split of a prepared folder (``OUT/<split>.jsonl``, else ``OUT/dataset``) as question/reference pairs."""
+    folder = find_prepared_dir(context, f"medquad-{split}")
+    if (folder / f"{split}.jsonl").is_file():
+        with (folder / f"{split}.jsonl").open(encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
     else:
         from datasets import load_from_disk
 
-        rows = list(load_from_disk(str(folder / "dataset"))["test"])
+        dataset = load_from_disk(str(folder / "dataset"))
+        if split not in dataset:
+            raise UserError(f"{folder}: no {split} split (has {', '.join(dataset)}); re-run prepare.")
+        rows = list(dataset[split])
     examples = []
     for number, row in enumerate(rows):
         if "question" not in row or "answer" not in row:
-            raise UserError(f"{folder}/test.jsonl row {number + 1}: needs `question` and `answer`; re-run prepare.")
+            raise UserError(f"{folder}/{split}.jsonl row {number + 1}: needs `question` and `answer`; re-run prepare.")
         examples.append(FreeTextExample(
             id=str(row.get("id") or number), question=row["question"], reference=row["answer"],
             meta={k: row.get(k) for k in ("source", "focus_area", "question_type") if row.get(k)},
         ))
     return examples
+
+
+def load_medquad_test(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
+    """The prepared test split (held out: report it once, never tune on it)."""
+    return load_prepared_split("test", context)
+
+
+def load_medquad_validation(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
+    """The prepared validation split: what ablations and threshold choices are scored on."""
+    return load_prepared_split("validation", context)
 
 
 def load_medicationqa(root: Path, context: dict[str, Any] | None = None) -> list[FreeTextExample]:
