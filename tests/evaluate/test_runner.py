@@ -309,3 +309,22 @@ def test_eval_guard_counts_referrals_and_refusals_apart(tiny_model_dir: Path, tm
     assert per["guard_referred"] == [1.0, 0.0, 0.0, 0.0]
     assert per["guard_refused"] == [0.0, 1.0, 1.0, 0.0]
     assert per["guard_blocked"] == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_eval_takes_unset_flags_from_the_runs_recorded_eval_section(tmp_path: Path) -> None:
+    import yaml
+
+    from medtune.cli.eval import eval_settings
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    (run / "recipe.yaml").write_text(yaml.safe_dump({"name": "r", "eval": {"max_new_tokens": 77, "limit": 5,
+                                                                         "tasks": ["rubric:consumer-health"]}}))
+    settings = eval_settings(str(run), {"limit": 3, "temperature": None})
+    assert (settings.max_new_tokens, settings.limit, settings.tasks) == (77, 3, ["rubric:consumer-health"])
+    plain = eval_settings(str(tmp_path / "not-a-run"), {"limit": None})
+    assert (plain.max_new_tokens, plain.limit) == (384, None)
+    (run / "recipe.yaml").write_text(yaml.safe_dump({"name": "r", "eval": {"max_new_tokenz": 77}}))
+    with pytest.raises(UserError, match=r"recipe.yaml \(eval\).*max_new_tokenz"):
+        eval_settings(str(run), {})
