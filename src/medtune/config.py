@@ -167,6 +167,10 @@ class TrainConfig(Section):
         "no faster than padding-free batches: see bench/train_throughput.py --order packing,medtune).",
     )
     completion_only_loss: bool = Field(True, description="Loss on the answer only; prompt tokens masked.")
+    neftune_noise_alpha: float | None = Field(
+        None, gt=0, description="NEFTune: uniform noise of this scale on the input embeddings while training "
+        "(the Trainer's neftune_noise_alpha; 5 in the NEFTune paper). None = off."
+    )
     eval_steps: int | None = Field(None, ge=1, description="Validate every N steps (and every epoch).")
     save_steps: int | None = Field(None, ge=1)
     save_total_limit: int = Field(2, ge=1)

@@ -104,3 +104,12 @@ def test_train_refuses_bitsandbytes_optimizers_without_cuda() -> None:
         with pytest.raises(UserError, match=f"train.optimizer: {name} needs a CUDA GPU"):
             resolve_optimizer(name, "none", cuda=False)
         assert resolve_optimizer(name, "none") == name  # planning checks no device
+
+
+def test_neftune_reaches_the_trainer() -> None:
+    from medtune.train.trainer import build_sft_config
+
+    on = recipe_from_dict({"name": "n", "train": {"neftune_noise_alpha": 5}})
+    assert build_sft_config(on, "unused", max_steps=1, has_eval=False, cuda=False).neftune_noise_alpha == 5
+    off = recipe_from_dict({"name": "n"})
+    assert build_sft_config(off, "unused", max_steps=1, has_eval=False, cuda=False).neftune_noise_alpha is None

@@ -13,6 +13,16 @@ A grid file (kept under ``ablations/``, not ``recipes/``) names a base recipe an
       quantization: [none]         # model.quantization (nf4/int8 cells are skipped without CUDA)
 
 Any other axis may be given as a dotted key (``lora.alpha: [8, 16]``).
+
+An optional ``eval:`` section scores every trained cell (and the base model) on validation-side tasks only --
+``medquad-validation`` or ``rubric:consumer-health-dev``; held-out test sets are refused -- once per decoding
+variant (no retraining per variant)::
+
+    eval:
+      tasks: [medquad-validation, "rubric:consumer-health-dev"]
+      limit: 20                    # seeded random sample per task, the same ids for every cell
+      decoding:
+        repetition_penalty: [1.0, 1.15]
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from medtune.errors import UserError
 
 AXES = {
     "sample_size": "data.sample_size",
+    "learning_rate": "train.learning_rate",
+    "neftune": "train.neftune_noise_alpha",
     "epochs": "train.epochs",
     "r": "lora.r",
     "target_modules": "lora.target_modules",
@@ -49,6 +61,22 @@ COLUMNS = [
     "trainable_params",
     "run",
 ]
+DECODING_KEYS = ("temperature", "top_p", "num_beams", "repetition_penalty", "max_new_tokens")
+SCORED = ("rubric_score", "rougeL", "bertscore_minilm_f1", "repeated_3gram_fraction",
+          "reference_repeated_3gram_fraction", "hit_token_limit")
+
+
+class GridEval(BaseModel):
+    """How an ablation scores its cells: validation-side tasks, a seeded sample, decoding variants."""
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str] = Field(description="Validation-side tasks (medquad-validation, rubric:consumer-health-dev, "
+                             "rubric:FILE); held-out test sets are refused.")
+    limit: int | None = Field(20, ge=1, description="Seeded random sample per task (same ids for every cell).")
+    max_new_tokens: int | None = Field(None, ge=1, description="Answer budget (default: the base recipe's eval).")
+    include_base: bool = Field(True, description="Also score the untuned base model under each decoding variant.")
+    decoding: dict[str, list[Any]] = Field(default_factory=dict, description="EvalConfig decoding key -> values "
+                                           f"({', '.join(DECODING_KEYS)}); every cell is scored under each combination.")
 
 
 class Grid(BaseModel):
@@ -64,6 +92,7 @@ class Grid(BaseModel):
         description="Axis -> values; axes: sample_size, epochs, r, "
         "target_modules, quantization or dotted recipe keys."
     )
+    eval: GridEval | None = Field(None, description="Score cells on validation-side tasks (default: losses only).")
 
 
 def load_grid(path: Path) -> Grid:
@@ -81,13 +110,35 @@ def load_grid(path: Path) -> Grid:
             raise UserError(f"{path}: unknown grid axis '{axis}'; use {', '.join(AXES)} or a dotted key.")
         if not values:
             raise UserError(f"{path}: grid axis '{axis}' has no values; list at least one.")
+    if grid.eval is not None:
+        check_grid_eval(grid.eval, str(path))
     return grid
+
+
+def check_grid_eval(settings: GridEval, where: str) -> None:
+    """Refuse held-out test tasks, unknown tasks and unknown decoding keys in an ablation's ``eval:`` section."""
+    from medtune.evaluate.tasks import is_held_out, parse_tasks
+
+    for task in parse_tasks(settings.tasks):
+        if is_held_out(task.name):
+            raise UserError(f"{where}: eval task '{task.name}' is a held-out set; ablations choose settings, so score "
+                            "them on medquad-validation or rubric:consumer-health-dev and report the test set once.")
+    for key, values in settings.decoding.items():
+        if key not in DECODING_KEYS:
+            raise UserError(f"{where}: eval.decoding key '{key}' is not a decoding setting; use {', '.join(DECODING_KEYS)}.")
+        if not values:
+            raise UserError(f"{where}: eval.decoding '{key}' has no values; list at least one.")
+
+
+def combinations(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values, as ``{axis: value}`` (one empty combination for no axes)."""
+    names = list(axes)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes.values())]
 
 
 def cells(grid: Grid) -> list[dict[str, Any]]:
     """Every combination of the grid's axis values, as ``{axis: value}``."""
-    axes = list(grid.grid)
-    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*grid.grid.values())]
+    return combinations(grid.grid)
 
 
 def cell_recipe(base: dict[str, Any], grid_name: str, index: int, cell: dict[str, Any]) -> Any:
@@ -105,21 +156,31 @@ def cell_recipe(base: dict[str, Any], grid_name: str, index: int, cell: dict[str
 
 
 def run_grid(grid: Grid, out_dir: Path | None = None, splits: tuple[Any, Any] | None = None) -> Path:
-    """Train every cell and write ``results.csv``, ``results.md`` and ``comparison.png``; return the folder.
+    """Train every cell (and score it when the grid has ``eval:``); write ``results.csv``, ``results.md`` and
+    ``comparison.png``; return the folder.
 
     ``splits`` (train, validation prompt/completion datasets) replaces each cell's prepared data; a cell's
-    ``sample_size`` then takes the first rows of it.
+    ``sample_size`` then takes the first rows of it. Without ``splits`` and without ``data.*`` axes the base
+    recipe's data is prepared once and shared by every cell (the same validation rows for all).
     """
     import torch
 
     from medtune.config import find_recipe, load_recipe
     from medtune.paths import medtune_home
-    from medtune.train.trainer import train_recipe
+    from medtune.train.trainer import ensure_prepared, train_recipe
 
-    base = load_recipe(find_recipe(grid.base)).model_dump(mode="json")
+    base_recipe = load_recipe(find_recipe(grid.base))
+    base = base_recipe.model_dump(mode="json")
+    shared_data = splits is None and not any(AXES.get(a, a).startswith("data.") for a in grid.grid)
+    prepared = ensure_prepared(base_recipe) if shared_data else None
+    if prepared is not None:
+        base["data"]["prepared"] = str(prepared)
     out = out_dir or medtune_home() / "ablations" / f"{grid.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    if grid.eval is not None and grid.eval.include_base:
+        base_row = {"cell": "base", "settings": json.dumps({"model": base_recipe.model.name}), "status": "ok"}
+        rows += score_cell(base_recipe.model.name, base_row, grid.eval, base_recipe.eval, prepared, out / "base")
     for index, cell in enumerate(cells(grid)):
         recipe = cell_recipe(base, grid.name, index, cell)
         row: dict[str, Any] = {"cell": index, "settings": json.dumps(cell)}
@@ -131,24 +192,58 @@ def run_grid(grid: Grid, out_dir: Path | None = None, splits: tuple[Any, Any] | 
             train, val = splits
             cell_splits = (train.select(range(min(recipe.data.sample_size, len(train)))), val)
         run = train_recipe(recipe, max_steps=grid.max_steps, splits=cell_splits)
-        summary = run.summary_data()
-        rows.append(
-            {
-                **row,
-                "status": "ok",
-                "final_loss": summary["final_loss"],
-                "min_loss": summary["min_loss"],
-                "mean_loss": summary["mean_loss"],
-                "val_loss": summary["final_val_loss"],
-                "seconds": summary["seconds"],
-                "peak_memory_mb": round(summary["peak_memory_bytes"] / 2**20),
-                "trainable_params": summary["trainable_params"],
-                "run": run.root.name,
-            }
-        )
+        row.update(training_figures(run))
+        if grid.eval is None:
+            rows.append(row)
+        else:
+            rows += score_cell(str(run.root), row, grid.eval, recipe.eval, prepared, out / f"cell-{index:02d}")
     write_tables(rows, out)
     plot_comparison(rows, out / "comparison.png", grid.name)
     return out
+
+
+def training_figures(run: Any) -> dict[str, Any]:
+    """The training columns of a finished cell (losses, time, memory, parameters, run folder name)."""
+    summary = run.summary_data()
+    return {
+        "status": "ok",
+        "final_loss": summary["final_loss"],
+        "min_loss": summary["min_loss"],
+        "mean_loss": summary["mean_loss"],
+        "val_loss": summary["final_val_loss"],
+        "seconds": summary["seconds"],
+        "peak_memory_mb": round(summary["peak_memory_bytes"] / 2**20),
+        "trainable_params": summary["trainable_params"],
+        "run": run.root.name,
+    }
+
+
+def score_cell(model: str, row: dict[str, Any], settings: GridEval, recipe_eval: Any, prepared: Path | None,
+               out: Path) -> list[dict[str, Any]]:
+    """Evaluate one model under every decoding variant; one table row per variant (scores with 95% CIs)."""
+    from medtune.evaluate.runner import evaluate_model
+
+    rows = []
+    for number, decoding in enumerate(combinations(settings.decoding)):
+        overrides: dict[str, Any] = {"tasks": settings.tasks, "limit": settings.limit, **decoding}
+        if settings.max_new_tokens and "max_new_tokens" not in decoding:
+            overrides["max_new_tokens"] = settings.max_new_tokens
+        eval_settings = recipe_eval.model_copy(update=overrides)
+        results = evaluate_model(model, settings.tasks, limit=settings.limit, data_dir=prepared,
+                                 settings=eval_settings, out_dir=out / f"decoding-{number}")
+        rows.append({**row, "decoding": json.dumps(decoding), "eval": results["out_dir"], **score_columns(results)})
+    return rows
+
+
+def score_columns(results: dict[str, Any]) -> dict[str, Any]:
+    """``{"TASK METRIC": value, "TASK METRIC ci": [low, high]}`` for the :data:`SCORED` metrics of each task."""
+    columns: dict[str, Any] = {}
+    for task, data in results["tasks"].items():
+        for metric in SCORED:
+            if metric in data["metrics"]:
+                columns[f"{task} {metric}"] = data["metrics"][metric]
+                columns[f"{task} {metric} ci"] = data.get("intervals", {}).get(metric)
+    return columns
 
 
 def _cell_text(value: Any) -> str:
@@ -158,33 +253,71 @@ def _cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """:data:`COLUMNS`, then ``decoding`` and every score column the rows carry (first-seen order)."""
+    extra: list[str] = []
+    for row in rows:
+        extra += [key for key in row if key not in COLUMNS and key not in extra and not key.endswith(" ci")]
+    return COLUMNS + extra
+
+
 def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
-    """Write results.csv and results.md with :data:`COLUMNS`."""
+    """Write results.csv (CI bounds in ``... ci_low``/``ci_high`` columns) and results.md (value [95% CI])."""
+    from medtune.evaluate.report import format_with_interval
+
+    columns = table_columns(rows)
+    scored = [c for c in columns if any(f"{c} ci" in row for row in rows)]
+    csv_columns = [c for column in columns for c in
+                   ([column, f"{column} ci_low", f"{column} ci_high"] if column in scored else [column])]
     with (out / "results.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=csv_columns)
         writer.writeheader()
-        writer.writerows({c: row.get(c) for c in COLUMNS} for row in rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell_text(row.get(c)) for c in COLUMNS) + " |" for row in rows]
+        for row in rows:
+            flat = {c: row.get(c) for c in columns}
+            for column in scored:
+                interval = row.get(f"{column} ci") or [None, None]
+                flat[f"{column} ci_low"], flat[f"{column} ci_high"] = interval
+            writer.writerow(flat)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells_ = [format_with_interval(row.get(c), row.get(f"{c} ci")) if c in scored and row.get(c) is not None
+                  else _cell_text(row.get(c)) for c in columns]
+        lines.append("| " + " | ".join(cells_) + " |")
+    if scored:
+        lines.append("\nScores: seeded random samples of validation-side tasks (95% bootstrap CIs); the same ids "
+                     "for every row. `medtune compare A B` on two rows' eval folders gives the paired difference.")
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
 def plot_comparison(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Bar chart of final train loss and validation loss per cell."""
+    """Bar chart of final train loss and validation loss per cell, and of the first score with its 95% CI."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r.get("status") == "ok"]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(done)), 4))
+    score = next((c for c in table_columns(rows) if " " in c and any(f"{c} ci" in r for r in rows)), None)
+    panels = 2 if score else 1
+    fig, axes = plt.subplots(1, panels, figsize=(max(6, 1.2 * len(done)) * panels, 4), squeeze=False)
+    labels = [f"#{r['cell']}" + (f" d{json.loads(r['decoding'])}" if r.get("decoding") not in (None, "{}") else "")
+              for r in done]
+    ax = axes[0][0]
     xs = range(len(done))
-    ax.bar([x - 0.2 for x in xs], [r["final_loss"] or 0 for r in done], width=0.4, label="final train loss")
-    ax.bar([x + 0.2 for x in xs], [r["val_loss"] or 0 for r in done], width=0.4, label="validation loss")
-    ax.set_xticks(list(xs), [f"#{r['cell']}" for r in done])
+    ax.bar([x - 0.2 for x in xs], [r.get("final_loss") or 0 for r in done], width=0.4, label="final train loss")
+    ax.bar([x + 0.2 for x in xs], [r.get("val_loss") or 0 for r in done], width=0.4, label="validation loss")
+    ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("loss")
     ax.set_title(f"{title}: cells in results.md")
     ax.legend()
+    if score:
+        ax = axes[0][1]
+        values = [r.get(score) or 0.0 for r in done]
+        cis = [r.get(f"{score} ci") or [v, v] for r, v in zip(done, values, strict=True)]
+        errors = [[v - c[0] for v, c in zip(values, cis, strict=True)], [c[1] - v for v, c in zip(values, cis, strict=True)]]
+        ax.bar(list(xs), values, yerr=errors, capsize=3, color="tab:green")
+        ax.set_xticks(list(xs), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_title(f"{score} (95% CI)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

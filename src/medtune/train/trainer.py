@@ -111,6 +111,7 @@ def build_sft_config(
         warmup_steps=warmup,
         weight_decay=train.weight_decay,
         max_grad_norm=train.max_grad_norm,
+        neftune_noise_alpha=train.neftune_noise_alpha,
         optim=resolve_optimizer(train.optimizer, recipe.model.quantization, cuda=cuda),
         activation_checkpointing=train.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
