@@ -100,16 +100,14 @@ def eval_command(
         raise UserError(f"--engine must be transformers or vllm, not {engine!r}.")
     if grader not in (None, "phrase", "judge"):
         raise UserError("--grader must be phrase, or judge together with --judge-url URL.")
-    names = [t.name for t in parse_tasks(tasks)] if tasks is not None else None
     settings = eval_settings(model, {
-        "tasks": names, "limit": limit, "sample_seed": seed, "shots": shots, "use_chat_template": chat_template,
+        "tasks": [t.name for t in parse_tasks(tasks)] if tasks is not None else None, "limit": limit, "sample_seed": seed, "shots": shots, "use_chat_template": chat_template,
         "mc_chat_template": mc_chat_template, "prompt": prompt, "rubric_grader": grader, "judge_url": judge_url,
         "judge_model": judge_model, "engine": engine, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "top_p": top_p, "num_beams": num_beams, "repetition_penalty": repetition_penalty})
     if settings.rubric_grader == "judge" and not settings.judge_url:
         raise UserError("--grader judge needs --judge-url URL (an OpenAI-compatible endpoint).")
-    names = [t.name for t in parse_tasks(settings.tasks)]
-    limit, shots = settings.limit, settings.shots
+    names = settings.tasks
     retriever = None
     if rag:
         from medtune.rag import open_retriever
@@ -120,7 +118,7 @@ def eval_command(
         from medtune.guard import Guard
 
         guard_object = Guard.from_yaml(guard_config) if guard_config else Guard()
-    results = evaluate_model(model, names, limit=limit, shots=shots, data_dir=data, settings=settings, out_dir=out,
+    results = evaluate_model(model, names, data_dir=data, settings=settings, out_dir=out,
                              rag=retriever, rag_k=rag_k, guard=guard_object)
     table = Table(title=f"medtune eval {model}" + (f" (retrieval: {rag}, k={rag_k})" if rag else ""))
     for column in ("task", "n", "metric", "value [95% CI]"):

@@ -41,8 +41,7 @@ NEGATION_WINDOW = 6
 # next 3 words of the same clause (a comma or full stop ends the clause, so "aspirin, not paracetamol" still counts)
 AUXILIARIES = frozenset({"is", "are", "was", "should", "must", "can", "may", "isn't", "aren't", "shouldn't",
                          "mustn't", "can't", "cannot"})
-AFTER_CUES = NEGATION_CUES | {"avoided", "contraindicated", "harmful", "discouraged", "isn't", "aren't", "shouldn't",
-                              "mustn't", "can't", "cannot"}
+AFTER_CUES = NEGATION_CUES | {"avoided", "contraindicated", "harmful", "discouraged"}
 _CLAUSE_END = re.compile(r"[.,;:!?()\n]")
 _WORD = re.compile(r"[\w']+")
 PACKAGED = {"consumer-health": "consumer_health_test.jsonl", "consumer-health-dev": "consumer_health_dev.jsonl"}

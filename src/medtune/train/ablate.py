@@ -229,7 +229,7 @@ def score_cell(model: str, row: dict[str, Any], settings: GridEval, recipe_eval:
         if settings.max_new_tokens and "max_new_tokens" not in decoding:
             overrides["max_new_tokens"] = settings.max_new_tokens
         eval_settings = recipe_eval.model_copy(update=overrides)
-        results = evaluate_model(model, settings.tasks, limit=settings.limit, data_dir=prepared,
+        results = evaluate_model(model, settings.tasks, data_dir=prepared,
                                  settings=eval_settings, out_dir=out / f"decoding-{number}")
         rows.append({**row, "decoding": json.dumps(decoding), "eval": results["out_dir"], **score_columns(results)})
     return rows
@@ -261,12 +261,17 @@ def table_columns(rows: list[dict[str, Any]]) -> list[str]:
     return COLUMNS + extra
 
 
+def scored_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The table columns that are scores (they carry a 95% CI), in :func:`table_columns` order."""
+    return [c for c in table_columns(rows) if any(f"{c} ci" in row for row in rows)]
+
+
 def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
     """Write results.csv (CI bounds in ``... ci_low``/``ci_high`` columns) and results.md (value [95% CI])."""
     from medtune.evaluate.report import format_with_interval
 
     columns = table_columns(rows)
-    scored = [c for c in columns if any(f"{c} ci" in row for row in rows)]
+    scored = scored_columns(rows)
     csv_columns = [c for column in columns for c in
                    ([column, f"{column} ci_low", f"{column} ci_high"] if column in scored else [column])]
     with (out / "results.csv").open("w", newline="") as handle:
@@ -297,7 +302,7 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r.get("status") == "ok"]
-    score = next((c for c in table_columns(rows) if " " in c and any(f"{c} ci" in r for r in rows)), None)
+    score = next(iter(scored_columns(rows)), None)
     panels = 2 if score else 1
     fig, axes = plt.subplots(1, panels, figsize=(max(6, 1.2 * len(done)) * panels, 4), squeeze=False)
     labels = [f"#{r['cell']}" + (f" d{json.loads(r['decoding'])}" if r.get("decoding") not in (None, "{}") else "")
