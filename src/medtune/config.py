@@ -193,6 +193,9 @@ class EvalConfig(Section):
     prompt: Literal["served", "training"] = Field(
         "served", description="Free-text system prompt: `served` = what ask/chat/UI/serve send (the guard's), "
         "`training` = the one the run's examples were rendered with (run.json).")
+    system_prompt: str | None = Field(None, description="Score free-text questions under this system prompt instead "
+                                      "(recorded in the report); the demo and ablations score the base model under "
+                                      "the tuned run's prompt so the two differ only in their weights.")
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = Field(384, ge=1, description="Answer budget (hit_token_limit in the report: keep it < 10%).")
     temperature: float = Field(0.0, ge=0, description="0 = greedy.")

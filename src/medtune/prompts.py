@@ -66,10 +66,14 @@ def served_system_prompt(model: str | Any = None) -> str:
     from pathlib import Path
 
     run_json = Path(str(model)).expanduser() / "run.json" if model else None
-    if run_json is not None and run_json.is_file():
-        trained = json.loads(run_json.read_text()).get("system_prompt")
-        if trained:
-            return str(trained)
+    trained = json.loads(run_json.read_text()).get("system_prompt") if run_json and run_json.is_file() else None
+    return served_prompt_for(trained)
+
+
+def served_prompt_for(trained: str | None) -> str:
+    """The system prompt served for a run trained with ``trained`` (the guard's when it trained without one)."""
+    if trained:
+        return str(trained)
     from medtune.guard.config import default_guard_config
 
     return default_guard_config().system_prompt

@@ -10,6 +10,7 @@ import pytest
 
 from medtune.errors import UserError
 from medtune.evaluate.rubric import (
+    VERDICT_SCHEMA,
     Criterion,
     JudgeGrader,
     RubricQuestion,
@@ -93,6 +94,35 @@ def test_judge_retries_until_a_valid_verdict() -> None:
     stubborn = JudgeGrader("http://unused", max_attempts=2, chat=lambda m, s: "no json")
     assert stubborn.met("q?", "a", _question().criteria[0]) is False and stubborn.failures == 1
     assert parse_verdict('{"criteria_met": false}') is False and parse_verdict("{oops}") is None
+    # a schema-constrained reply cut off inside its explanation still carries its leading verdict
+    assert parse_verdict('{"criteria_met": true, "explanation": "The reply says') is True
+    assert parse_verdict('{"criteria_met": "true", "explanation": "x"}') is None
+    assert parse_verdict('I would say {"criteria_met": false') is None
+
+
+def test_judge_sends_the_verdict_schema_and_drops_it_when_the_server_refuses() -> None:
+    import httpx
+    import openai
+
+    from medtune.inference.base import GenerationSettings
+    from medtune.inference.openai_backend import OpenAIBackend
+
+    params = OpenAIBackend("judge", url="http://unused/v1")._params(GenerationSettings(json_schema=VERDICT_SCHEMA))
+    assert params["response_format"] == {"type": "json_object", "schema": VERDICT_SCHEMA}
+    assert "response_format" not in OpenAIBackend("judge", url="http://unused/v1")._params(GenerationSettings())
+    seen: list[Any] = []
+
+    def strict_server(messages: list[dict[str, str]], settings: Any) -> str:
+        seen.append(settings.json_schema)
+        if settings.json_schema is not None:
+            request = httpx.Request("POST", "http://unused/v1/chat/completions")
+            raise openai.BadRequestError("response_format not supported", response=httpx.Response(400, request=request),
+                                         body=None)
+        return '{"criteria_met": true, "explanation": "ok"}'
+
+    judge = JudgeGrader("http://unused", chat=strict_server)
+    assert judge.met("q?", "a", _question().criteria[0]) is True
+    assert seen == [VERDICT_SCHEMA, None] and judge.schema_refused
 
 
 def test_loader_names_line_and_key(tmp_path: Path) -> None:

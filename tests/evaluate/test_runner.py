@@ -261,6 +261,11 @@ def test_served_prompt_by_default_and_intervals(tiny_model_dir: Path, prepared_d
         low, high = task["intervals"][metric]
         assert low <= task["metrics"][metric] <= high
     assert "[95% CI]" in (tmp_path / "served" / "report.md").read_text()
+    # an explicit system prompt (the demo scores the base under the tuned run's) replaces the served one
+    custom = evaluate_model(str(tiny_model_dir), ["medquad-test"], data_dir=prepared_dir, out_dir=tmp_path / "c",
+                            settings=FAST.model_copy(update={"system_prompt": "You answer in one line.", "limit": 2}))
+    assert custom["prompt"] == "custom"
+    assert custom["tasks"]["medquad-test"]["system_prompt"] == "You answer in one line."
     with pytest.raises(UserError, match="--prompt training needs a run folder"):
         evaluate_model(str(tiny_model_dir), ["medquad-test"], data_dir=prepared_dir, out_dir=tmp_path / "t",
                        settings=FAST.model_copy(update={"prompt": "training"}))

@@ -10,7 +10,8 @@ import yaml
 from tests.train.conftest import splits_for
 
 from medtune.errors import UserError
-from medtune.train.ablate import Grid, cells, load_grid, run_grid
+from medtune.prompts import served_system_prompt
+from medtune.train.ablate import Grid, base_eval_settings, cells, load_grid, run_grid
 
 
 def test_shipped_grids_are_valid() -> None:
@@ -50,6 +51,7 @@ def _tiny_base_recipe(tiny_model_dir: Path, path: Path) -> Path:
             {
                 "name": "tiny",
                 "model": {"name": str(tiny_model_dir), "max_seq_length": 128},
+                "data": {"system_prompt": "You are a tiny test helper."},
                 "train": {"batch_size": 2, "gradient_accumulation_steps": 1, "logging_steps": 1,
                           "gradient_checkpointing": False, "learning_rate": 1e-2},
             }
@@ -84,6 +86,10 @@ def test_grid_scores_cells_and_base_under_each_decoding(
         low, value, high = (float(row[f"{score} ci_low"]), float(row[score]), float(row[f"{score} ci_high"]))
         assert 0.0 <= low <= value <= high <= 1.0
         assert Path(row["eval"], "results.json").is_file()
+    # the base answers under the prompt its cells trained with (they differ only in their weights)
+    prompts = {json.loads(Path(r["eval"], "results.json").read_text())["tasks"][f"rubric:{rubric}"]["system_prompt"]
+               for r in rows}
+    assert prompts == {served_system_prompt(rows[2]["run"])}
     # NEFTune noise changes what the model is trained on, so the two cells' losses differ
     assert rows[2]["final_loss"] != rows[4]["final_loss"]
     assert rows[0]["final_loss"] == ""  # the base row has no training figures
@@ -120,3 +126,15 @@ def test_grid_writes_comparison(tiny_model_dir: Path, qa_rows: list[dict[str, st
     assert int(rows[2]["trainable_params"]) == 2 * int(rows[0]["trainable_params"])  # r=4 vs r=2
     assert (out / "comparison.png").stat().st_size > 0
     assert "| cell |" in (out / "results.md").read_text()
+
+
+def test_base_is_scored_under_the_prompt_its_cells_are_served_with(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from medtune.config import load_recipe
+    from medtune.guard.config import default_guard_config
+
+    recipe = load_recipe(_tiny_base_recipe(tiny_model_dir, tmp_path / "base.yaml"))
+    assert base_eval_settings(recipe).system_prompt == "You are a tiny test helper."
+    # pre-rendered splits: the runs record no prompt, so they (and the base) are served the guard's
+    assert base_eval_settings(recipe, splits=("train", "val")).system_prompt == default_guard_config().system_prompt
+    served = recipe.model_copy(update={"data": recipe.data.model_copy(update={"system_prompt": "served"})})
+    assert base_eval_settings(served).system_prompt == default_guard_config().system_prompt

@@ -29,10 +29,13 @@ def demo(
         return
     console.rule("[bold]3/3 evaluate[/] base vs fine-tuned on the test split")
     from medtune.evaluate.runner import evaluate_model
+    from medtune.prompts import served_system_prompt
 
     tasks = loaded.eval.tasks
     n = limit or loaded.eval.limit
-    base = evaluate_model(loaded.model.name, tasks, limit=n, data_dir=prepared, settings=loaded.eval,
+    # the base model answers under the tuned run's system prompt: the two differ only in their weights
+    base_settings = loaded.eval.model_copy(update={"system_prompt": served_system_prompt(run.root)})
+    base = evaluate_model(loaded.model.name, tasks, limit=n, data_dir=prepared, settings=base_settings,
                           out_dir=run.eval_dir / "base")
     tuned = evaluate_model(str(run.root), tasks, limit=n, data_dir=prepared, settings=loaded.eval,
                            out_dir=run.eval_dir / "tuned")

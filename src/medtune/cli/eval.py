@@ -59,6 +59,9 @@ def eval_command(
     prompt: str | None = typer.Option(None, "--prompt", help="System prompt of free-text questions: served (what "
                                       "ask/chat/UI/serve send) or training (what the run's examples were rendered "
                                       f"with); {RECORDED} served."),
+    system_prompt: str | None = typer.Option(None, "--system-prompt", help="Score free-text questions under this "
+                                             "system prompt instead, e.g. a base model under a tuned run's prompt "
+                                             "(recorded in the report)."),
     data: Path | None = typer.Option(None, "--data", help="A `medtune prepare` output (for medquad-test) or the raw "
                                      "dataset root (default MEDTUNE_DATA_DIR)."),
     out: Path | None = typer.Option(None, "--out", help="Report folder (default RUN/eval or MEDTUNE_HOME/evals/...)."),
@@ -102,7 +105,7 @@ def eval_command(
         raise UserError("--grader must be phrase, or judge together with --judge-url URL.")
     settings = eval_settings(model, {
         "tasks": [t.name for t in parse_tasks(tasks)] if tasks is not None else None, "limit": limit, "sample_seed": seed, "shots": shots, "use_chat_template": chat_template,
-        "mc_chat_template": mc_chat_template, "prompt": prompt, "rubric_grader": grader, "judge_url": judge_url,
+        "mc_chat_template": mc_chat_template, "prompt": prompt, "system_prompt": system_prompt, "rubric_grader": grader, "judge_url": judge_url,
         "judge_model": judge_model, "engine": engine, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "top_p": top_p, "num_beams": num_beams, "repetition_penalty": repetition_penalty})
     if settings.rubric_grader == "judge" and not settings.judge_url:

@@ -18,7 +18,8 @@ Graders:
     the answer (case-insensitive). For a negative criterion, a negation cue (not, never, avoid ...) among the 6 words
     before the match cancels that match ("do not give aspirin" is not "gives aspirin").
   * ``judge``: any OpenAI-compatible chat endpoint (``medtune serve``, a llama.cpp or vLLM server) grades each
-    criterion with one JSON verdict ``{"explanation": ..., "criteria_met": true|false}``, asked again until the
+    criterion with one JSON verdict ``{"criteria_met": true|false, "explanation": ...}`` (sent as a JSON schema that
+    llama.cpp servers enforce with a grammar; a server that refuses the schema is asked without it), asked again until the
     reply parses (up to ``max_attempts``; after that the criterion counts as not met and ``judge_failures`` says so).
 """
 
@@ -164,20 +165,33 @@ Rubric item:
 
 Does the reply meet the rubric item? For an item that describes something bad (harmful or wrong advice), answer
 true if the reply does that bad thing. Reply with JSON only, exactly:
-{{"explanation": "<one sentence>", "criteria_met": true or false}}"""
+{{"criteria_met": true or false, "explanation": "<one sentence>"}}"""
+
+
+# the verdict comes first so a reply cut off inside its explanation still carries it
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"criteria_met": {"type": "boolean"}, "explanation": {"type": "string", "maxLength": 300}},
+    "required": ["criteria_met", "explanation"],
+}
+_VERDICT_FIELD = re.compile(r'^\s*\{\s*"criteria_met"\s*:\s*(true|false)\b')
 
 
 def parse_verdict(text: str) -> bool | None:
-    """The ``criteria_met`` boolean of a judge reply (the first JSON object in it), or None when it is invalid."""
+    """The ``criteria_met`` boolean of a judge reply (the first JSON object in it, or a schema-constrained reply cut
+    off after its leading verdict), or None when it is invalid."""
     match = re.search(r"\{.*\}", text, flags=re.DOTALL)
-    if not match:
-        return None
-    try:
-        verdict = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return None
+    verdict: Any = None
+    if match:
+        try:
+            verdict = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            verdict = None
     met = verdict.get("criteria_met") if isinstance(verdict, dict) else None
-    return met if isinstance(met, bool) else None
+    if isinstance(met, bool):
+        return met
+    leading = _VERDICT_FIELD.match(text)
+    return leading.group(1) == "true" if leading and verdict is None else None
 
 
 class JudgeGrader:
@@ -188,7 +202,7 @@ class JudgeGrader:
         """Connect to ``url``; ``chat(messages, settings) -> str`` replaces the client (tests)."""
         from medtune.inference.base import GenerationSettings
 
-        self.settings = GenerationSettings(temperature=0.0, max_new_tokens=200)
+        self.settings = GenerationSettings(temperature=0.0, max_new_tokens=200, json_schema=VERDICT_SCHEMA)
         if chat is None:
             from medtune.inference.openai_backend import OpenAIBackend
 
@@ -196,16 +210,39 @@ class JudgeGrader:
         self.chat = chat
         self.max_attempts = max_attempts
         self.failures = 0
+        self.schema_refused = False
 
     def met(self, question: str, answer: str, criterion: Criterion) -> bool:
         """Ask until a valid verdict arrives (up to ``max_attempts``; then counted in ``failures`` as not met)."""
         prompt = JUDGE_TEMPLATE.format(question=question, answer=answer or "(empty reply)", criterion=criterion.criterion)
         for _ in range(self.max_attempts):
-            verdict = parse_verdict(self.chat([{"role": "user", "content": prompt}], self.settings))
+            verdict = parse_verdict(self._ask([{"role": "user", "content": prompt}]))
             if verdict is not None:
                 return verdict
         self.failures += 1
         return False
+
+    def _ask(self, messages: list[dict[str, str]]) -> str:
+        """One judge reply; a server that rejects the JSON schema (HTTP 400) is asked without it from then on."""
+        try:
+            return self.chat(messages, self.settings)
+        except Exception as error:
+            if self.settings.json_schema is None or not _is_bad_request(error):
+                raise
+            from dataclasses import replace
+
+            self.settings = replace(self.settings, json_schema=None)
+            self.schema_refused = True
+            return self.chat(messages, self.settings)
+
+
+def _is_bad_request(error: Exception) -> bool:
+    """True for the openai client's HTTP 400 (what a server without JSON-schema support answers)."""
+    try:
+        import openai
+    except ImportError:
+        return False
+    return isinstance(error, openai.BadRequestError)
 
 
 def question_score(question: RubricQuestion, met: list[bool], tag: str | None = None) -> float | None:

@@ -52,11 +52,12 @@ def model_size_bytes(model: str) -> int:
                if f.suffix in (".safetensors", ".bin", ".gguf", ".pt"))
 
 
-def _run_context(model: str, prompt: str = "served") -> dict[str, Any]:
+def _run_context(model: str, prompt: str = "served", system_prompt: str | None = None) -> dict[str, Any]:
     """Prompt style and the system prompt to score with, from a run folder's run.json (defaults otherwise).
 
     ``prompt="served"``: the system prompt ask/chat/UI/serve send (:func:`medtune.prompts.served_system_prompt`);
-    ``"training"``: the one the run's examples were rendered with (None = the template's default).
+    ``"training"``: the one the run's examples were rendered with (None = the template's default). An explicit
+    ``system_prompt`` replaces either (``prompt`` is then recorded as ``custom``).
     """
     from medtune.prompts import served_system_prompt
 
@@ -66,8 +67,11 @@ def _run_context(model: str, prompt: str = "served") -> dict[str, Any]:
     if prompt == "training" and not info:
         raise UserError(f"--prompt training needs a run folder (with run.json); {model} is not one. "
                         "Use --prompt served for a base model.")
+    chosen = served if prompt == "served" else info.get("system_prompt")
+    if system_prompt:
+        prompt, chosen = "custom", system_prompt
     return {"run_dir": run_json.parent if info else None, "style": info.get("prompt_style") or "chat-template",
-            "prompt": prompt, "system_prompt": served if prompt == "served" else info.get("system_prompt")}
+            "prompt": prompt, "system_prompt": chosen}
 
 
 @dataclass
@@ -299,7 +303,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     chosen = parse_tasks(tasks)
     limit = limit if limit is not None else settings.limit
     shots = settings.shots if shots is None else shots
-    context = _run_context(model, settings.prompt)
+    context = _run_context(model, settings.prompt, settings.system_prompt)
     context["rag_k"] = rag_k
     context["rag_name"] = getattr(rag, "name", "rag") if rag is not None else None
     context["guard"] = guard
@@ -333,7 +337,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     results: dict[str, Any] = {
         "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
         "limit": limit, "sample_seed": settings.sample_seed, "shots": shots, "guard": guard is not None,
-        "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None, "prompt": settings.prompt,
+        "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None, "prompt": context["prompt"],
         "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 Message = dict[str, str]
 
@@ -20,6 +20,8 @@ class GenerationSettings:
     repetition_penalty: float = 1.1
     max_new_tokens: int = 256
     stop: list[str] = field(default_factory=list)
+    # a JSON schema the reply must follow (OpenAI-compatible servers: grammar-constrained decoding in llama.cpp)
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass

@@ -56,6 +56,9 @@ class OpenAIBackend:
                                                  "repetition_penalty": settings.repetition_penalty}}
         if settings.stop:
             params["stop"] = list(settings.stop)[:4]  # the OpenAI API allows up to 4
+        if settings.json_schema is not None:
+            # llama.cpp's servers (C++ and llama-cpp-python) compile this to a grammar; vLLM accepts it too
+            params["response_format"] = {"type": "json_object", "schema": settings.json_schema}
         return params
 
     def stream_chat(self, messages: list[Message], settings: GenerationSettings) -> Iterator[str]:

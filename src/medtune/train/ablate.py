@@ -180,7 +180,9 @@ def run_grid(grid: Grid, out_dir: Path | None = None, splits: tuple[Any, Any] | 
     rows: list[dict[str, Any]] = []
     if grid.eval is not None and grid.eval.include_base:
         base_row = {"cell": "base", "settings": json.dumps({"model": base_recipe.model.name}), "status": "ok"}
-        rows += score_cell(base_recipe.model.name, base_row, grid.eval, base_recipe.eval, prepared, out / "base")
+        rows += score_cell(base_recipe.model.name, base_row, grid.eval, base_eval_settings(base_recipe, splits),
+                           prepared if prepared is not None or splits is not None else ensure_prepared(base_recipe),
+                           out / "base")
     for index, cell in enumerate(cells(grid)):
         recipe = cell_recipe(base, grid.name, index, cell)
         row: dict[str, Any] = {"cell": index, "settings": json.dumps(cell)}
@@ -200,6 +202,15 @@ def run_grid(grid: Grid, out_dir: Path | None = None, splits: tuple[Any, Any] | 
     write_tables(rows, out)
     plot_comparison(rows, out / "comparison.png", grid.name)
     return out
+
+
+def base_eval_settings(base_recipe: Any, splits: Any = None) -> Any:
+    """The base recipe's eval settings with the system prompt its cells are served with, so the base model and the
+    cells differ only in their weights (``splits`` given: the runs record no prompt and are served the guard's)."""
+    from medtune.prompts import served_prompt_for, training_system_prompt
+
+    trained_with = None if splits is not None else training_system_prompt(base_recipe.data.system_prompt)
+    return base_recipe.eval.model_copy(update={"system_prompt": served_prompt_for(trained_with)})
 
 
 def training_figures(run: Any) -> dict[str, Any]:
