@@ -89,8 +89,25 @@ def test_validation_task_reads_the_validation_split_and_only_it_is_not_held_out(
     assert [e.id for e in examples] == ["validation-0", "validation-1", "validation-2"]
     assert get_task("medquad-test").load(tmp_path, {"data_dir": tmp_path})[0].id == "test-0"
     assert not is_held_out("medquad-validation") and not is_held_out("rubric:consumer-health-dev")
-    for name in ("medquad-test", "rubric:consumer-health", "medqa", "medmcqa", "pubmedqa", "mmlu-medical", "liveqa"):
+    assert not is_held_out("prepared-validation")
+    for name in ("medquad-test", "prepared-test", "rubric:consumer-health", "medqa", "medmcqa", "pubmedqa", "mmlu-medical", "liveqa"):
         assert is_held_out(name), name
     from medtune.evaluate.rubric import resolve_rubric_path
 
     assert is_held_out(f"rubric:{resolve_rubric_path('consumer-health')}")  # the test set by its path
+
+
+def test_medquad_tasks_score_the_medquad_rows_of_a_mixed_split(tmp_path: Path) -> None:
+    import json
+
+    rows = [{"id": f"{source}-{n}", "question": f"{source} question {n}?", "answer": f"{source} answer {n}.",
+             "source": source} for source in ("medquad", "meadow") for n in range(2)]
+    for split in ("validation", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    context = {"data_dir": tmp_path}
+    for split in ("validation", "test"):
+        assert [e.id for e in get_task(f"medquad-{split}").load(tmp_path, context)] == ["medquad-0", "medquad-1"]
+        assert len(get_task(f"prepared-{split}").load(tmp_path, context)) == 4
+    # a folder prepared from other data only: the task scores the whole split
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps({**r, "source": "mine"}) + "\n" for r in rows))
+    assert len(get_task("medquad-test").load(tmp_path, context)) == 4

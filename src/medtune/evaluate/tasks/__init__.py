@@ -9,6 +9,8 @@ from medtune.evaluate.tasks.free_text_sets import (
     load_medicationqa,
     load_medquad_test,
     load_medquad_validation,
+    load_prepared_test,
+    load_prepared_validation,
 )
 from medtune.evaluate.tasks.multiple_choice_sets import (
     CLOZE_FORMAT,
@@ -25,12 +27,19 @@ from medtune.evaluate.tasks.multiple_choice_sets import (
     load_pubmedqa_train,
 )
 
+VALIDATION_TASKS = frozenset({"medquad-validation", "prepared-validation"})
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("medquad-test", "free_text", load_medquad_test, "held-out test split of a `medtune prepare` output"),
+        Task("medquad-test", "free_text", load_medquad_test, "held-out test split of a `medtune prepare` output "
+             "(its MedQuAD rows when it mixes sources)"),
         Task("medquad-validation", "free_text", load_medquad_validation,
-             "validation split of a `medtune prepare` output (for ablations and choices, never the test split)"),
+             "validation split of a `medtune prepare` output (its MedQuAD rows when it mixes sources; for ablations "
+             "and choices, never the test split)"),
+        Task("prepared-test", "free_text", load_prepared_test, "held-out test split of a `medtune prepare` output, "
+             "every source"),
+        Task("prepared-validation", "free_text", load_prepared_validation,
+             "validation split of a `medtune prepare` output, every source"),
         Task("medicationqa", "free_text", load_medicationqa, "MedicationQA (MedInfo 2019), 690 drug questions"),
         Task("liveqa", "free_text", load_liveqa, "TREC-2017 LiveQA-Med test, 104 consumer questions"),
         Task("medqa", "multiple_choice", load_medqa, "MedQA-USMLE 4-option test, 1,273 (lm-eval medqa_4options)",
@@ -87,4 +96,4 @@ def is_held_out(name: str) -> bool:
         from medtune.evaluate.rubric import resolve_rubric_path
 
         return resolve_rubric_path(name.split(":", 1)[1]).resolve() == resolve_rubric_path("consumer-health").resolve()
-    return name != "medquad-validation"
+    return name not in VALIDATION_TASKS

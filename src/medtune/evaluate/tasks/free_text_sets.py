@@ -31,9 +31,9 @@ def find_prepared_dir(context: dict[str, Any], task: str = "medquad-test") -> Pa
                     "with test.jsonl) or evaluate a run folder whose run.json names its prepared_dir.")
 
 
-def load_prepared_split(split: str, context: dict[str, Any]) -> list[FreeTextExample]:
+def load_prepared_split(split: str, context: dict[str, Any], task: str | None = None) -> list[FreeTextExample]:
     """One split of a prepared folder (``OUT/<split>.jsonl``, else ``OUT/dataset``) as question/reference pairs."""
-    folder = find_prepared_dir(context, f"medquad-{split}")
+    folder = find_prepared_dir(context, task or f"prepared-{split}")
     if (folder / f"{split}.jsonl").is_file():
         with (folder / f"{split}.jsonl").open(encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
@@ -55,13 +55,32 @@ def load_prepared_split(split: str, context: dict[str, Any]) -> list[FreeTextExa
     return examples
 
 
+def medquad_rows(examples: list[FreeTextExample]) -> list[FreeTextExample]:
+    """The MedQuAD rows of a split that mixes MedQuAD with other sources; a split without MedQuAD rows, or with no
+    other source, is returned whole (a MedQuAD-only folder, or a folder prepared from your own data)."""
+    sources = {e.meta.get("source") for e in examples}
+    if "medquad" in sources and len(sources) > 1:
+        return [e for e in examples if e.meta.get("source") == "medquad"]
+    return examples
+
+
 def load_medquad_test(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
-    """The prepared test split (held out: report it once, never tune on it)."""
-    return load_prepared_split("test", context)
+    """The MedQuAD rows of the prepared test split (held out: report it once, never tune on it)."""
+    return medquad_rows(load_prepared_split("test", context, "medquad-test"))
 
 
 def load_medquad_validation(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
-    """The prepared validation split: what ablations and threshold choices are scored on."""
+    """The MedQuAD rows of the prepared validation split: what ablations and threshold choices are scored on."""
+    return medquad_rows(load_prepared_split("validation", context, "medquad-validation"))
+
+
+def load_prepared_test(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
+    """The whole prepared test split, every source (held out)."""
+    return load_prepared_split("test", context)
+
+
+def load_prepared_validation(root: Path, context: dict[str, Any]) -> list[FreeTextExample]:
+    """The whole prepared validation split, every source."""
     return load_prepared_split("validation", context)
 
 
