@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.inference.conftest import make_lora_run, tiny_model_dir  # noqa: F401  (fixture)
 
+from medtune.errors import UserError
 from medtune.export.checks import Reference, check_gguf_files, first_divergence
 
 needs_llama_cpp = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
@@ -170,3 +171,26 @@ def test_gpu_export_checks_against_the_adapter_model_on_cuda(smol_run: Path, tmp
     report = export_model(str(smol_run), quant="f16", out_dir=tmp_path / "out", check_prompts=2, n_tokens=16)
     assert report["verify"]["reference"].endswith("float32, cuda:0")  # an fp32 run stays fp32 on the GPU
     assert report["verify"]["passed"], report["verify"]["failures"]
+
+
+def _segfault(code: int) -> int:
+    """Die the way a native crash does (module level, so a spawned child can import it)."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return code
+
+
+def _raise_user_error(path: str) -> None:
+    raise UserError(f"{path}: bad file")
+
+
+def test_a_crash_in_llama_cpp_becomes_one_clear_error() -> None:
+    from medtune.export.gguf import run_in_child
+
+    assert run_in_child(abs, -3) == 3
+    with pytest.raises(UserError, match=r"llama.cpp crashed in _segfault\(7\)"):
+        run_in_child(_segfault, 7)
+    with pytest.raises(UserError, match="x.gguf: bad file"):  # errors raised in the child come back as they are
+        run_in_child(_raise_user_error, "x.gguf")

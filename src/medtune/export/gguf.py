@@ -15,13 +15,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medtune.errors import UserError
 from medtune.paths import cache_dir
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
+T = TypeVar("T")
 _CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 
 
@@ -78,17 +80,43 @@ def convert_hf_to_gguf(hf_dir: Path, out_file: Path, outtype: str = "f16") -> Pa
     return out_file
 
 
+def run_in_child(function: Callable[..., T], *args: Any) -> T:
+    """Run a llama.cpp call in a fresh ``spawn`` process and return its result.
+
+    llama.cpp is native code loaded beside torch: a crash there (a segfault, an abort) would otherwise end the
+    caller -- ``medtune export`` or a whole test session -- with no message. In a child it becomes one clear error.
+
+    Raises:
+        UserError: when the child dies; errors raised inside it (UserError included) are re-raised as they are.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(function, *args).result()
+        except BrokenProcessPool:
+            raise UserError(f"llama.cpp crashed in {function.__name__}({', '.join(map(str, args))[:200]}); "
+                            f"reinstall llama-cpp-python (bash scripts/install.sh) and retry.") from None
+
+
 def quantize_gguf(src: Path, dst: Path, quant: str, threads: int = 2) -> Path:
-    """Quantize an f16 GGUF to ``q8_0`` or ``q4_k_m`` with llama.cpp's ``llama_model_quantize``.
+    """Quantize an f16 GGUF to ``q8_0`` or ``q4_k_m`` with llama.cpp's ``llama_model_quantize`` (in a child process).
 
     Raises:
         UserError: for an unknown quant type or a failed quantization.
     """
+    if quant not in ("q8_0", "q4_k_m"):
+        raise UserError(f"--quant {quant}: choose one of {', '.join(QUANTS)}")
+    return run_in_child(_quantize_here, src, dst, quant, threads)
+
+
+def _quantize_here(src: Path, dst: Path, quant: str, threads: int) -> Path:
+    """Quantize in this process (see quantize_gguf)."""
     import llama_cpp
 
     ftypes = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}
-    if quant not in ftypes:
-        raise UserError(f"--quant {quant}: choose one of {', '.join(QUANTS)}")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[quant]
     params.nthread = threads
@@ -108,7 +136,13 @@ def open_gguf(gguf_file: Path, n_ctx: int, *, logits_all: bool = False) -> Any:
 
 def greedy_ids_llamacpp(gguf_file: Path, prompts: list[list[int]], n_tokens: int, stop_ids: set[int]
                         ) -> list[list[int]]:
-    """Greedy continuation token ids of each prompt (token ids) with llama.cpp, ending at a stop id."""
+    """Greedy continuation token ids of each prompt (token ids) with llama.cpp, ending at a stop id (child process)."""
+    return run_in_child(_greedy_ids_here, gguf_file, prompts, n_tokens, stop_ids)
+
+
+def _greedy_ids_here(gguf_file: Path, prompts: list[list[int]], n_tokens: int, stop_ids: set[int]
+                     ) -> list[list[int]]:
+    """Greedy continuations in this process (see greedy_ids_llamacpp)."""
     llm = open_gguf(gguf_file, max(len(ids) for ids in prompts) + n_tokens + 8)
     out = []
     for ids in prompts:
@@ -123,7 +157,12 @@ def greedy_ids_llamacpp(gguf_file: Path, prompts: list[list[int]], n_tokens: int
 
 
 def perplexity_llamacpp(gguf_file: Path, scored: list[tuple[list[int], list[int]]]) -> float:
-    """Perplexity of llama.cpp on the answer tokens of ``(prompt ids, answer ids)`` pairs (prompts not scored)."""
+    """Perplexity of llama.cpp on the answer tokens of ``(prompt ids, answer ids)`` pairs (child process)."""
+    return run_in_child(_perplexity_here, gguf_file, scored)
+
+
+def _perplexity_here(gguf_file: Path, scored: list[tuple[list[int], list[int]]]) -> float:
+    """Perplexity in this process (see perplexity_llamacpp); prompts are not scored."""
     import numpy as np
 
     llm = open_gguf(gguf_file, max(len(p) + len(a) for p, a in scored) + 8, logits_all=True)
