@@ -113,3 +113,37 @@ def test_gpu_qlora_run_is_loaded_in_nf4(qlora_run: Path) -> None:
     with torch.inference_mode():
         logits = model(input_ids=torch.arange(5, 15, device=model.device)[None]).logits
     assert torch.isfinite(logits).all()
+
+
+def test_an_inference_load_merges_the_adapter_with_the_same_logits(fp32_run: Path, tiny_model_dir: Path) -> None:
+    from peft import PeftModel
+
+    ids = torch.tensor([[1, 42, 7, 99, 13]])
+    adapter_model = load_causal_lm(str(fp32_run)).eval()
+    merged = load_causal_lm(str(fp32_run), merge_adapter=True).eval()
+    base = load_causal_lm(str(tiny_model_dir)).eval()
+    assert isinstance(adapter_model, PeftModel) and not isinstance(merged, PeftModel)
+    with torch.inference_mode():
+        expected, got, plain = (m(ids).logits for m in (adapter_model, merged, base))
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3)  # the adapter is really in the merged weights
+
+
+def test_a_quantized_base_is_never_merged_into(qlora_run: Path, tiny_model_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from medtune import models
+
+    tiny = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))  # stands for the nf4 base on the GPU
+    seen: dict[str, Any] = {}
+
+    def fake(source: str, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return tiny
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", fake)
+    monkeypatch.setattr(models, "quantization_config", lambda *args: "nf4-config")  # as the GPU path returns
+    model = load_causal_lm(str(qlora_run), merge_adapter=True)
+    assert seen["quantization_config"] == "nf4-config" and isinstance(model, PeftModel)  # adapter kept apart

@@ -328,7 +328,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
                             "a .gguf file, a run folder, or a hub id (org/name).")
 
         tokenizer = load_tokenizer(model)
-        lm = load_causal_lm(model)
+        lm = load_causal_lm(model, merge_adapter=True)
         size = model_size_bytes(model)
     else:
         lm, tokenizer = loaded

@@ -55,7 +55,8 @@ class TransformersBackend:
         self.model_name = model
         self.style = _prompt_style(model)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model, gguf_file)
-        self.model = model_obj if model_obj is not None else load_causal_lm(model, dtype=dtype, gguf_file=gguf_file)
+        self.model = model_obj if model_obj is not None else load_causal_lm(model, dtype=dtype, gguf_file=gguf_file,
+                                                                                            merge_adapter=True)
         self.model.eval()
         self.last_generated_tokens: int | None = None
         config = self.model.config
