@@ -68,10 +68,11 @@ def _print_comparison(base: dict, tuned: dict) -> None:
     diffs = [d for d in compare_results([base, tuned]) if d.metric in DEMO_METRICS]
     table = Table(title="base vs fine-tuned: same seeded sample, paired bootstrap 95% CI of the difference")
     for column in ("task", "metric", "n", "base", "fine-tuned", "difference [95% CI]", ""):
-        table.add_column(column, justify="left" if column in ("task", "metric", "") else "right")
+        # names fold instead of being cut to "rubric_sc…" in an 80-column terminal
+        table.add_column(column, justify="left" if column in ("task", "metric", "") else "right", overflow="fold")
     for d in sorted(diffs, key=lambda d: (d.task, DEMO_METRICS.index(d.metric))):
-        table.add_row(d.task, d.metric, str(d.n), f"{d.baseline:.4f}", f"{d.other:.4f}",
-                      f"{d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]", d.verdict)
+        table.add_row(d.task, d.metric, str(d.n), f"{d.baseline:.3f}", f"{d.other:.3f}",
+                      f"{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]", d.verdict)
     console.print(table)
     for task, data in tuned["tasks"].items():
         reference = data["metrics"].get("reference_repeated_3gram_fraction")
