@@ -36,7 +36,12 @@ load.
 Prints ONE JSON line; exits 1 when agreement < 0.99 on any task or |acc difference| > 0.5 points (the first
 disagreeing ids and both sides' log-likelihoods go to stderr).
 
-    python bench/eval_vs_lmeval.py [--limit 200] [--seed 1234] [--batch-size 8] [--threads N] [--tasks medqa,...]
+``--lmeval-batch-size 1`` runs lm-eval at its own default batch size instead (what ``lm_eval --model hf`` does when
+no ``--batch_size`` is given), against medtune at ``--batch-size``: each tool as a user runs it by default. The JSON
+records both batch sizes; say which comparison a ratio comes from.
+
+    python bench/eval_vs_lmeval.py [--limit 200] [--seed 1234] [--batch-size 8] [--lmeval-batch-size N] [--threads N]
+        [--tasks medqa,...]
 """
 
 from __future__ import annotations
@@ -219,11 +224,15 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=200, help="questions per task (seeded random sample)")
     parser.add_argument("--seed", type=int, default=1234, help="sample seed (medtune's sample_seed)")
     parser.add_argument("--batch-size", type=int, default=8, help="option sequences per forward pass, both sides")
+    parser.add_argument("--lmeval-batch-size", type=int, default=None,
+                        help="lm-eval's batch size when it should differ from --batch-size (1 = lm-eval's own "
+                             "default, what `lm_eval --model hf` runs when none is given)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--reverse", action="store_true", help="lm-eval first on even tasks (default medtune)")
     args = parser.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    lmeval_batch_size = args.lmeval_batch_size or args.batch_size
     if unknown := [t for t in tasks if t not in TASKS]:
         parser.error(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -255,7 +264,7 @@ def main() -> int:
             if side == "medtune":
                 sides[side] = run_medtune(model_dir, task, args.limit, args.seed, args.batch_size, work / task)
             else:
-                sides[side] = run_lmeval(model_dir, configs, task_manager, args.batch_size)
+                sides[side] = run_lmeval(model_dir, configs, task_manager, lmeval_batch_size)
             gc.collect()
         if set(sides["medtune"].picked) != {e.id for e in examples}:
             raise RuntimeError(f"{task}: medtune scored a different sample than the one written for lm-eval")
@@ -281,7 +290,8 @@ def main() -> int:
                   "lmeval_cpu_seconds": round(cpu["lmeval"], 1)},
         "speed_ratio": round(lmeval_seconds / medtune_seconds, 2),
         "cpu_speed_ratio": round(cpu["lmeval"] / cpu["medtune"], 2),
-        "seed": args.seed, "limit": args.limit, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
+        "seed": args.seed, "limit": args.limit, "batch_size": args.batch_size,
+        "lmeval_batch_size": lmeval_batch_size, "torch_threads": torch.get_num_threads(),
         "lm_eval_version": lm_eval.__version__, "torch_version": torch.__version__, "model": str(model_dir),
         "lmeval_registry_seconds_untimed": round(registry_seconds, 1), **source,
         "ok": not failures, "failed": failures,

@@ -95,3 +95,39 @@ def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tm
     metrics = {d["metric"] for d in comparison["differences"]}
     assert {"rougeL", "reference_unsupported_rate"} <= metrics
     assert "[rag: medquad]" in (tmp_path / "cmp" / "comparison.md").read_text()
+
+
+def test_hiding_the_own_document_retrieves_none_of_it(index_home, tmp_path: Path) -> None:
+    from medtune.evaluate.grounded import own_documents
+    from medtune.models import load_tokenizer
+
+    rows = [r for r in index_home.rows if r["document_id"] == "2_GARD_QA/0000004"][:2]
+    # a prepared test row carries the loader's original_id (FOLDER/DOC-PAIR); the index's pair id repeats the folder
+    metas = [{"original_id": r["pair_id"].split("/", 1)[1], "group": "g1234"} for r in rows]
+    assert all("2_GARD_QA/0000004" in own_documents(m) for m in metas)
+    retriever = open_retriever("medquad")
+    model = _tiny_model(tmp_path)
+    questions = [r["question"] for r in rows]
+    shown = grounded_prompts(questions, retriever, load_tokenizer(str(model)), k=3)
+    assert all(any(p.document_id == "2_GARD_QA/0000004" for p in found) for found in shown.passages)
+    hidden = grounded_prompts(questions, retriever, load_tokenizer(str(model)), k=3,
+                              exclude_documents=[own_documents(m) for m in metas])
+    assert all(len(found) == 3 and all(p.document_id != "2_GARD_QA/0000004" for p in found)
+               for found in hidden.passages)
+
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text("".join(json.dumps(
+        {"id": r["pair_id"], "question": r["question"], "answer": r["answer"], **m}) + "\n"
+        for r, m in zip(rows, metas, strict=True)))
+    runner = CliRunner()
+    base = ["eval", str(model), "--tasks", "medquad-test", "--data", str(folder), "--max-new-tokens", "4"]
+    refused = runner.invoke(get_app(), [*base, "--rag-hide-own-document"])
+    assert refused.exit_code != 0 and "needs --rag" in str(refused.exception)
+    result = runner.invoke(get_app(), [*base, "--rag", "medquad", "--rag-k", "3", "--rag-hide-own-document",
+                                       "--out", str(tmp_path / "hidden")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "hidden" / "results.json").read_text())
+    assert report["rag_hide_own_document"] is True
+    # the index holds these test answers, yet none is retrieved once their document is hidden
+    assert report["tasks"]["medquad-test"]["metrics"]["reference_in_index"] == 0.0

@@ -178,3 +178,18 @@ def test_source_specs_are_checked(tmp_path: Path) -> None:
     assert first["document_id"] == "2_GARD_QA/0000004" and first["pair_id"] == "2_GARD_QA/0000004-1"
     with pytest.raises(UserError, match="test.jsonl:2"):
         next(rows)
+
+
+def test_own_documents_name_the_index_document_of_a_medquad_row(shared_data: Path) -> None:
+    import itertools
+
+    from medtune.data.sources.medquad import _xml_members, parse_document
+    from medtune.evaluate.grounded import own_documents
+    from medtune.rag.sources import _normalise
+
+    members = itertools.islice(_xml_members(shared_data / "medquad" / "MedQuAD_xml.tar.gz"), 6)
+    rows = [row for name, data in members for row in parse_document(data, name)]
+    assert rows
+    for row in rows:
+        assert _normalise(row, "medquad", 0)["document_id"] in own_documents({"original_id": row["original_id"]})
+    assert own_documents({}) == set()

@@ -76,6 +76,10 @@ def eval_command(
     rag: str | None = typer.Option(None, "--rag", help="Answer free-text questions from this index "
                                    "(`medtune index build ... --name NAME`), citing its passages."),
     rag_k: int = typer.Option(4, "--rag-k", min=1, help="Passages retrieved per question with --rag."),
+    rag_hide_own_document: bool = typer.Option(False, "--rag-hide-own-document", help="With --rag: never retrieve "
+                                               "a passage of the question's own MedQuAD document, so the sources "
+                                               "do not cover it (scores says_not_covered); writes "
+                                               "RUN/eval-rag-own-hidden."),
     engine: str | None = typer.Option(None, "--engine", help="Free-text generation: transformers, or vllm "
                                       "(vLLM's offline batch API; needs a CUDA GPU and pip install vllm)."),
     grader: str | None = typer.Option(None, "--grader", help="Rubric tasks: phrase (offline) or judge (--judge-url)."),
@@ -112,6 +116,8 @@ def eval_command(
         raise UserError("--grader judge needs --judge-url URL (an OpenAI-compatible endpoint).")
     names = settings.tasks
     retriever = None
+    if rag_hide_own_document and not rag:
+        raise UserError("--rag-hide-own-document needs --rag NAME (the index to retrieve from).")
     if rag:
         from medtune.rag import open_retriever
 
@@ -122,7 +128,8 @@ def eval_command(
 
         guard_object = Guard.from_yaml(guard_config) if guard_config else Guard()
     results = evaluate_model(model, names, data_dir=data, settings=settings, out_dir=out,
-                             rag=retriever, rag_k=rag_k, guard=guard_object)
+                             rag=retriever, rag_k=rag_k, guard=guard_object,
+                             rag_hide_own_document=rag_hide_own_document)
     table = Table(title=f"medtune eval {model}" + (f" (retrieval: {rag}, k={rag_k})" if rag else ""))
     for column in ("task", "n", "metric", "value [95% CI]"):
         table.add_column(column)

@@ -39,15 +39,31 @@ def _normalised(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def own_documents(meta: dict[str, Any]) -> set[str]:
+    """Index document ids a test example belongs to: its MedQuAD document (``original_id`` ``FOLDER/DOC-PAIR`` ->
+    ``FOLDER/DOC``, the ids ``medtune index build`` gives MedQuAD chunks) and, for an index built from a prepared
+    folder, its split group."""
+    documents = set()
+    if meta.get("original_id") and "-" in str(meta["original_id"]):
+        documents.add(str(meta["original_id"]).rsplit("-", 1)[0])
+    if meta.get("group"):
+        documents.add(str(meta["group"]).removeprefix("medquad:"))
+    return documents
+
+
 def grounded_prompts(questions: list[str], retriever: Any, tokenizer: Any, *, style: str = "chat-template",
-                     system_prompt: str | None = None, chat_template: bool = True, k: int = 4) -> GroundedBatch:
-    """Retrieve ``k`` passages per question and render the grounded prompt the assistant uses."""
+                     system_prompt: str | None = None, chat_template: bool = True, k: int = 4,
+                     exclude_documents: list[set[str]] | None = None) -> GroundedBatch:
+    """Retrieve ``k`` passages per question and render the grounded prompt the assistant uses
+    (``exclude_documents[i]``: document ids never retrieved for question i)."""
     from medtune.rag.grounding import build_grounded_messages
 
     prompts, retrieved = [], []
-    for question in questions:
+    for number, question in enumerate(questions):
         question = strip_control_strings(question)
-        passages = retriever.retrieve(question, k)
+        hidden = exclude_documents[number] if exclude_documents else set()
+        passages = retriever.retrieve(question, k, exclude_documents=hidden) if hidden else \
+            retriever.retrieve(question, k)
         messages = build_grounded_messages(question, passages, system_prompt)
         if chat_template:
             prompts.append(render_messages(messages, style, tokenizer, generation_prompt=True))

@@ -86,8 +86,10 @@ class _Answers:
 
 
 def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: Any, settings: EvalConfig,
-                      context: dict[str, Any], rag: Any, progress: Any) -> _Answers:
-    """Generate answers as served: the context's system prompt, optional retrieval, optional guard."""
+                      context: dict[str, Any], rag: Any, progress: Any,
+                      hidden_documents: list[set[str]] | None = None) -> _Answers:
+    """Generate answers as served: the context's system prompt, optional retrieval (never from
+    ``hidden_documents[i]`` for question i), optional guard."""
     from medtune.evaluate.generation import build_prompt, generate_answers, stop_token_ids
 
     guard = context.get("guard")
@@ -102,7 +104,8 @@ def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: A
 
         grounded = grounded_prompts(questions, rag, tokenizer, style=context["style"],
                                     system_prompt=context["system_prompt"],
-                                    chat_template=settings.use_chat_template, k=context.get("rag_k", 4))
+                                    chat_template=settings.use_chat_template, k=context.get("rag_k", 4),
+                                    exclude_documents=hidden_documents)
         prompts = grounded.prompts
     else:
         prompts = [build_prompt(q, tokenizer, chat_template=settings.use_chat_template, style=context["style"],
@@ -147,8 +150,16 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     """Generate answers, score them against the references, and summarise speed and limits."""
     from medtune.evaluate.metrics import compute_free_text_scores
 
+    hidden = None
+    if rag is not None and context.get("rag_hide_own_document"):
+        from medtune.evaluate.grounded import own_documents
+
+        hidden = [own_documents(e.meta) for e in examples]
+        if not any(hidden):
+            raise UserError(f"{task.name}: --rag-hide-own-document needs examples that carry their MedQuAD "
+                            "document (original_id); this task's examples do not.")
     answered = _answer_questions(task, [e.question for e in examples], model, tokenizer, settings, context, rag,
-                                 progress)
+                                 progress, hidden)
     answers = answered.texts
     scores = compute_free_text_scores(answers, [e.reference for e in examples],
                                       bertscore_model=settings.bertscore_model)
@@ -269,7 +280,8 @@ def _group_accuracy(task: Task, examples: list[ChoiceExample], acc: list[float])
 
 def default_out_dir(model: str, context: dict[str, Any]) -> Path:
     """RUN/eval[-rag][-guard] for a run folder, else MEDTUNE_HOME/evals/<model>[-rag][-guard]-<time>."""
-    suffix = ("-rag" if context.get("rag_name") else "") + ("-guard" if context.get("guard") else "")
+    suffix = ("-rag" if context.get("rag_name") else "") + ("-own-hidden" if context.get("rag_hide_own_document")
+                                                             else "") + ("-guard" if context.get("guard") else "")
     if context["run_dir"] is not None:
         return Path(context["run_dir"]) / f"eval{suffix}"
     stem = Path(model.rstrip("/")).name.replace(".", "_") or "model"
@@ -279,7 +291,7 @@ def default_out_dir(model: str, context: dict[str, Any]) -> Path:
 def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, shots: int | None = None,
                    data_dir: str | Path | None = None, settings: EvalConfig | None = None,
                    out_dir: Path | None = None, rag: Any = None, loaded: tuple[Any, Any] | None = None,
-                   rag_k: int = 4, guard: Any = None) -> dict:
+                   rag_k: int = 4, guard: Any = None, rag_hide_own_document: bool = False) -> dict:
     """Evaluate ``model`` (alias, folder, GGUF or run folder) on ``tasks``; write reports; return results.json.
 
     Args:
@@ -296,6 +308,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
         loaded: an already loaded ``(model, tokenizer)`` pair (tests, callers that hold one).
         guard: a :class:`~medtune.guard.Guard`: free-text questions are answered as served (guard system prompt,
             sanitized question, canned replies for what it blocks, output checks and disclaimer on answers).
+        rag_hide_own_document: with ``rag``, never retrieve a chunk of a free-text question's own MedQuAD document
+            (the "sources do not cover it" case; the report goes to RUN/eval-rag-own-hidden).
     """
     from medtune.evaluate.report import write_reports
 
@@ -306,6 +320,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     context = _run_context(model, settings.prompt, settings.system_prompt)
     context["rag_k"] = rag_k
     context["rag_name"] = getattr(rag, "name", "rag") if rag is not None else None
+    context["rag_hide_own_document"] = rag is not None and rag_hide_own_document
     context["guard"] = guard
     given = Path(data_dir).expanduser() if data_dir is not None else None
     context["data_dir"] = given
@@ -337,7 +352,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     results: dict[str, Any] = {
         "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
         "limit": limit, "sample_seed": settings.sample_seed, "shots": shots, "guard": guard is not None,
-        "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None, "prompt": context["prompt"],
+        "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
+        "rag_hide_own_document": context["rag_hide_own_document"], "prompt": context["prompt"],
         "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -120,30 +121,38 @@ class Retriever:
                     break
         return kept
 
-    def rank(self, question: str, k: int, mode: Mode | None = None,
-             vector: Any = None) -> tuple[list[tuple[str, float]], dict[str, float]]:
-        """Ranked ``(chunk_id, ranking score)`` (top ``k``) and the cosines known from the dense search."""
+    def rank(self, question: str, k: int, mode: Mode | None = None, vector: Any = None,
+             exclude_documents: Collection[str] = ()) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        """Ranked ``(chunk_id, ranking score)`` (top ``k``) and the cosines known from the dense search;
+        chunks of ``exclude_documents`` (document ids) are left out before ranking."""
         mode = mode or self.mode
         depth = max(self.candidates, k * 4)
+
+        def allowed(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
+            return [h for h in hits if self.by_id[h[0]]["document_id"] not in exclude_documents]
+
         if mode == "bm25":
-            return self.cap_per_document(self.lexical(question, depth), k, self.fusion.per_document), {}
+            return self.cap_per_document(allowed(self.lexical(question, depth)), k, self.fusion.per_document), {}
         vector = self._query_vector(question) if vector is None else vector
-        semantic = self.semantic(vector, depth)
+        semantic = allowed(self.semantic(vector, depth))
         cosines = dict(semantic)
         if mode == "dense":
             return self.cap_per_document(semantic, k, self.fusion.per_document), cosines
-        lexical = [c for c, _ in self.lexical(question, depth)]
+        lexical = [c for c, _ in allowed(self.lexical(question, depth))]
         return self.fuse(lexical, [c for c, _ in semantic], k), cosines
 
-    def retrieve(self, question: str, k: int = 4, mode: Mode | None = None, vector: Any = None) -> list[Passage]:
+    def retrieve(self, question: str, k: int = 4, mode: Mode | None = None, vector: Any = None,
+                 exclude_documents: Collection[str] = ()) -> list[Passage]:
         """Top ``k`` passages for ``question``, best first, each scored by cosine similarity to it.
 
         ``vector``: the question's embedding when the caller embedded many questions in one batch.
+        ``exclude_documents``: document ids whose chunks are never returned (e.g. the question's own MedQuAD
+        document, to test what a model says when the sources do not cover the question).
         """
         if not question.strip() or k <= 0:
             return []
         vector = self._query_vector(question) if vector is None else vector
-        ranked, cosines = self.rank(question, k, mode, vector=vector)
+        ranked, cosines = self.rank(question, k, mode, vector=vector, exclude_documents=exclude_documents)
         return self.passages(ranked, vector, cosines)
 
     def passages(self, ranked: list[tuple[str, float]], vector: Any,

@@ -50,7 +50,7 @@ def load_prepared_split(split: str, context: dict[str, Any], task: str | None = 
             raise UserError(f"{folder}/{split}.jsonl row {number + 1}: needs `question` and `answer`; re-run prepare.")
         examples.append(FreeTextExample(
             id=str(row.get("id") or number), question=row["question"], reference=row["answer"],
-            meta={k: row.get(k) for k in ("source", "focus_area", "question_type") if row.get(k)},
+            meta={k: row.get(k) for k in ("source", "focus_area", "question_type", "original_id", "group") if row.get(k)},
         ))
     return examples
 
