@@ -238,3 +238,17 @@ def test_an_index_keeping_test_answers_is_refused(grounded_home: Grounded, tmp_p
         prepare(grounded_home.data(grounded={"index": "slice"}).model_copy(update={"seed": 11}), tmp_path / "y",
                 tokenizer=grounded_home.tokenizer, progress=False)
     shutil.rmtree(index_dir("open"))
+
+
+def test_a_reused_question_id_is_not_taken_for_the_same_answer() -> None:
+    from medtune.data.grounded import GroundedBuilder
+
+    # MedQuAD CancerGov documents reuse one question id ("0000013_3-2") for several sub-diseases' answers
+    test_answer = ("Signs and symptoms of juvenile myelomonocytic leukemia include fever, weight loss, and feeling "
+                   "very tired. Check with your doctor if you have any of the following: fever for no known reason.")
+    other_answer = ("Tests that examine the blood and bone marrow are used to detect (find) and diagnose "
+                    "myelodysplastic/myeloproliferative neoplasms. The following tests may be used.")
+    assert not GroundedBuilder._same_answer(test_answer, other_answer)
+    cleaned = test_answer.replace(" - ", " ").replace(",", " ,").upper()  # what cleaning may change
+    assert GroundedBuilder._same_answer(test_answer, cleaned)
+    assert not GroundedBuilder._same_answer("", test_answer)

@@ -43,6 +43,16 @@ def _text_key(text: str) -> str:
     return hashlib.sha1(" ".join(re.findall(r"[a-z0-9]+", text.lower())).encode()).hexdigest()
 
 
+def _words(text: str) -> set[str]:
+    """Lower-cased word set of ``text``."""
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+#: a question-id match counts as the row's own answer only when the two answers share this share of their words:
+#: MedQuAD reuses one question id for several sub-diseases of a CancerGov document (different answers)
+SAME_ANSWER_JACCARD = 0.6
+
+
 def _window_number(chunk_id: str) -> int:
     """``n`` of a chunk id ``<pair_id>#<n>``."""
     return int(chunk_id.rsplit("#", 1)[1])
@@ -73,12 +83,14 @@ class GroundedBuilder:
         for chunk in self.retriever.chunks:
             self.pair_chunks.setdefault(chunk["pair_id"], []).append(chunk["id"])
         self.by_text: dict[str, list[str]] = {}
+        self.pair_text: dict[str, str] = {}
         for pair, ids in self.pair_chunks.items():
             ids.sort(key=_window_number)
             words = self.retriever.by_id[ids[0]]["text"].split()
             for chunk_id in ids[1:]:  # windows overlap by `overlap` words: rebuild the whole answer
                 words.extend(self.retriever.by_id[chunk_id]["text"].split()[overlap:])
-            self.by_text.setdefault(_text_key(" ".join(words)), []).append(pair)
+            self.pair_text[pair] = " ".join(words)
+            self.by_text.setdefault(_text_key(self.pair_text[pair]), []).append(pair)
         self.by_question_id = {pair.split("/", 1)[1]: pair for pair in self.pair_chunks if "/" in pair}
 
     def remember_documents(self, rows: list[dict[str, Any]]) -> None:
@@ -90,14 +102,22 @@ class GroundedBuilder:
         return str(self.retriever.by_id[self.pair_chunks[pair][0]]["document_id"])
 
     def own_pairs(self, row: dict[str, Any]) -> list[str]:
-        """Indexed pairs holding this row's answer: the same question id in the same document, or the same text
-        (the same document first)."""
+        """Indexed pairs holding this row's answer: the same question id in the same document with mostly the same
+        words (:data:`SAME_ANSWER_JACCARD`; cleaning may have changed the text), or the same text (the same document
+        first)."""
         document = self.documents.get(id(row), "")
         by_id = self.by_question_id.get(str(row.get("original_id") or ""))
-        found = [by_id] if by_id and document and self._document_of(by_id) == document else []
+        found = [by_id] if by_id and document and self._document_of(by_id) == document and \
+            self._same_answer(str(row["answer"]), self.pair_text[by_id]) else []
         same_text = self.by_text.get(_text_key(str(row["answer"])), [])
         found += sorted((p for p in same_text if p not in found), key=lambda p: self._document_of(p) != document)
         return found
+
+    @staticmethod
+    def _same_answer(first: str, second: str) -> bool:
+        """Two answers share at least :data:`SAME_ANSWER_JACCARD` of their words."""
+        a, b = _words(first), _words(second)
+        return bool(a and b) and len(a & b) / len(a | b) >= SAME_ANSWER_JACCARD
 
     def check_test_split(self, test_rows: list[dict[str, Any]]) -> set[str]:
         """Refuse an index holding any test answer; return the test split's documents (kept out of every prompt)."""
