@@ -38,14 +38,14 @@ MAX_OWN_PASSAGES = 2  # the retriever's per-document cap: a long answer is shown
 GROUNDED_SPLITS = ("train", "validation")
 
 
+def _words(text: str) -> list[str]:
+    """Lower-cased words of ``text`` (punctuation and whitespace dropped)."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
 def _text_key(text: str) -> str:
     """Hash of the lower-cased words of ``text`` (robust to punctuation and whitespace changes by cleaning)."""
-    return hashlib.sha1(" ".join(re.findall(r"[a-z0-9]+", text.lower())).encode()).hexdigest()
-
-
-def _words(text: str) -> set[str]:
-    """Lower-cased word set of ``text``."""
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
+    return hashlib.sha1(" ".join(_words(text)).encode()).hexdigest()
 
 
 #: a question-id match counts as the row's own answer only when the two answers share this share of their words:
@@ -116,7 +116,7 @@ class GroundedBuilder:
     @staticmethod
     def _same_answer(first: str, second: str) -> bool:
         """Two answers share at least :data:`SAME_ANSWER_JACCARD` of their words."""
-        a, b = _words(first), _words(second)
+        a, b = set(_words(first)), set(_words(second))
         return bool(a and b) and len(a & b) / len(a | b) >= SAME_ANSWER_JACCARD
 
     def check_test_split(self, test_rows: list[dict[str, Any]]) -> set[str]:
