@@ -145,6 +145,30 @@ def test_free_text_eval_writes_reports(tiny_model_dir: Path, prepared_dir: Path,
     assert "| medquad-test | free_text | rougeL |" in (out / "report.md").read_text()
 
 
+def test_an_interrupted_eval_keeps_its_finished_tasks(tiny_model_dir: Path, prepared_dir: Path, shared_data: Path,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medtune.evaluate.runner as runner
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "eval"
+    monkeypatch.setattr(runner, "_multiple_choice", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(str(tiny_model_dir), ["medquad-test", "medqa"], limit=2, data_dir=prepared_dir,
+                       settings=FAST, out_dir=out)
+    assert not (out / "results.json").exists()
+    partial = json.loads((out / "results.partial.json").read_text())
+    assert partial["complete"] is False and partial["tasks_pending"] == ["medqa"]
+    assert partial["tasks"]["medquad-test"]["n"] == 2
+    with pytest.raises(UserError, match="only .*results.partial.json"):
+        load_results(out)
+    assert load_results(out / "results.partial.json")["label"].endswith("(unfinished)")
+    monkeypatch.undo()
+    evaluate_model(str(tiny_model_dir), ["medquad-test"], limit=2, data_dir=prepared_dir, settings=FAST, out_dir=out)
+    assert (out / "results.json").is_file() and not (out / "results.partial.json").exists()
+
+
 def test_run_folder_uses_prepared_dir_and_writes_into_run(tiny_model_dir: Path, prepared_dir: Path,
                                                           tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model

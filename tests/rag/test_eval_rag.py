@@ -84,7 +84,7 @@ def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tm
     task = with_rag["tasks"]["medquad-test"]
     # the test answers are in this index: every question finds its own reference, and the report says so
     assert task["metrics"]["reference_in_index"] == 1.0 and task["metrics"]["evidence_found"] == 1.0
-    assert any("--exclude-prepared-test" in note for note in task["notes"])
+    assert any("open-book test" in note and "--rag-hide-own-document" in note for note in task["notes"])
     assert "evidence_found" not in without["tasks"]["medquad-test"]["metrics"]
     assert "retrieval medquad (k=3)" in (tmp_path / "rag" / "report.md").read_text()
 

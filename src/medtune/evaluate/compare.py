@@ -51,8 +51,14 @@ def load_results(path: str | Path) -> dict[str, Any]:
             data = json.loads(candidate.read_text())
             if "tasks" not in data:
                 raise UserError(f"{candidate}: not a medtune results.json (no 'tasks'); pass `medtune eval` output.")
-            data.setdefault("label", str(p) + (f" [rag: {data['rag']}]" if data.get("rag") else ""))
+            data.setdefault("label", str(p) + (f" [rag: {data['rag']}]" if data.get("rag") else "")
+                            + (" (unfinished)" if data.get("complete") is False else ""))
             return data
+    unfinished = [c.with_name("results.partial.json") for c in candidates]
+    unfinished = [c for c in unfinished if c.is_file()]
+    if unfinished:
+        raise UserError(f"{path}: no results.json, only {unfinished[0]} (an evaluation that has not finished or was "
+                        "interrupted); pass that file to compare the tasks it finished.")
     raise UserError(f"{path}: no results.json found; pass a results.json file or a `medtune eval` output folder.")
 
 

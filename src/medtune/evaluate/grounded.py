@@ -43,9 +43,11 @@ def own_documents(meta: dict[str, Any]) -> set[str]:
     """Index document ids a test example belongs to: its MedQuAD document (``original_id`` ``FOLDER/DOC-PAIR`` ->
     ``FOLDER/DOC``, the ids ``medtune index build`` gives MedQuAD chunks) and, for an index built from a prepared
     folder, its split group."""
+    from medtune.data.sources.medquad import document_of
+
     documents = set()
     if meta.get("original_id") and "-" in str(meta["original_id"]):
-        documents.add(str(meta["original_id"]).rsplit("-", 1)[0])
+        documents.add(document_of(str(meta["original_id"])))
     if meta.get("group"):
         documents.add(str(meta["group"]).removeprefix("medquad:"))
     return documents
@@ -62,8 +64,7 @@ def grounded_prompts(questions: list[str], retriever: Any, tokenizer: Any, *, st
     for number, question in enumerate(questions):
         question = strip_control_strings(question)
         hidden = exclude_documents[number] if exclude_documents else set()
-        passages = retriever.retrieve(question, k, exclude_documents=hidden) if hidden else \
-            retriever.retrieve(question, k)
+        passages = retriever.retrieve(question, k, exclude_documents=hidden)
         messages = build_grounded_messages(question, passages, system_prompt)
         if chat_template:
             prompts.append(render_messages(messages, style, tokenizer, generation_prompt=True))

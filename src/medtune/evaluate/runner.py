@@ -21,6 +21,8 @@ from medtune.paths import data_dir as default_data_dir
 from medtune.paths import medtune_home
 
 SAMPLE_ROWS = 10
+#: finished tasks of an evaluation still running (or interrupted); removed when results.json is written.
+PARTIAL_RESULTS = "results.partial.json"
 
 
 def _progress() -> Any:
@@ -176,8 +178,9 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
         metrics.update({name: sum(values) / len(values) for name, values in signals.items()})
         if metrics["reference_in_index"] > 0:
             scores.notes.append(f"{metrics['reference_in_index']:.0%} of the questions retrieved their own reference "
-                                "answer: the index holds the test answers; rebuild it with "
-                                "`medtune index build ... --exclude-prepared-test PREPARED_DIR`.")
+                                "answer: an open-book test, the scores measure answering from that passage (fair for a "
+                                "model that never trained on these test answers: `prepare --grounded` refuses an index "
+                                "holding them). --rag-hide-own-document scores the case where the sources lack it.")
     _speed_and_limit_notes(answered, settings, metrics, scores.notes)
     return {
         "kind": task.kind, "n": len(examples), "metrics": metrics, "intervals": metric_intervals(per),
@@ -357,6 +360,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
         "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }
+    out = Path(out_dir) if out_dir is not None else default_out_dir(model, context)
+    results["out_dir"] = str(out)
     with _progress() as progress:
         for task in chosen:
             examples = task_examples[task.name]
@@ -370,8 +375,17 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
             else:
                 results["tasks"][task.name] = _multiple_choice(task, examples, lm, tokenizer, settings, shots, root,
                                                                context, progress)
+            _write_partial(results, out, [t.name for t in chosen])
     results["model_info"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = Path(out_dir) if out_dir is not None else default_out_dir(model, context)
-    results["out_dir"] = str(out)
     write_reports(results, out)
+    (out / PARTIAL_RESULTS).unlink(missing_ok=True)
     return results
+
+
+def _write_partial(results: dict[str, Any], out: Path, task_names: list[str]) -> None:
+    """Keep the finished tasks in OUT/results.partial.json while later tasks run, so an interrupted or failed
+    evaluation loses only the task it was in; results.json (and a previous complete one) is written only at the end."""
+    partial = {**results, "complete": False,
+               "tasks_pending": [name for name in task_names if name not in results["tasks"]]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PARTIAL_RESULTS).write_text(json.dumps(partial, indent=2))

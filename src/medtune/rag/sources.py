@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medtune.data.sources.medquad import document_of
 from medtune.errors import UserError
 from medtune.paths import resolve_data_path
 
@@ -63,7 +64,7 @@ def _normalise(row: dict[str, Any], kind: str, number: int) -> dict[str, Any]:
     """Loader/prepared row -> index row (document and pair ids, whitespace collapsed)."""
     original = str(row.get("original_id") or row.get("id") or number)
     group = str(row.get("group") or "").removeprefix("medquad:")
-    document = group or f"{kind}:{original.rsplit('-', 1)[0]}"
+    document = group or f"{kind}:{document_of(original)}"
     folder = group.rsplit("/", 1)[0] if "/" in group else kind
     return {"pair_id": f"{folder}/{original}", "document_id": document,
             "question": " ".join(str(row["question"]).split()), "answer": " ".join(str(row["answer"]).split()),

@@ -67,6 +67,12 @@ def parse_document(data: bytes, name: str) -> list[dict[str, str]]:
     return rows
 
 
+def document_of(pair_id: str) -> str:
+    """The document part of a MedQuAD pair id: ``FOLDER/DOC-PAIR`` -> ``FOLDER/DOC`` (question ids are
+    ``<document id>-<pair number>``; an id without a pair part is returned unchanged)."""
+    return pair_id.rsplit("-", 1)[0]
+
+
 def _xml_members(path: Path) -> Iterator[tuple[str, bytes]]:
     """Yield ``(name, bytes)`` of every XML file in a tar archive or a folder, in sorted order for folders."""
     if path.is_dir():
