@@ -203,6 +203,10 @@ class EvalConfig(Section):
     num_beams: int = Field(1, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
     bertscore_model: str | None = Field(None, description="Default: the offline MiniLM.")
+    rag_min_score: float | None = Field(
+        None, ge=0.0, le=1.0, description="With --rag, sources-only mode: when no retrieved passage reaches this "
+        "cosine the answer says the sources do not cover the question, without a model call. Choose it on a "
+        "validation split with `medtune index calibrate`; null = the model answers every question.")
     engine: Literal["transformers", "vllm"] = Field("transformers", description="Free-text generation engine; "
                                                     "vllm = vLLM's offline batch API (CUDA GPU + pip install vllm).")
     rubric_grader: Literal["phrase", "judge"] = Field("phrase", description="Rubric tasks: offline phrase matching "

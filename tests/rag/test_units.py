@@ -154,6 +154,23 @@ def test_no_evidence_answers_are_not_citation_checked() -> None:
     assert reply.citation_warning is None and reply.text.endswith(NO_EVIDENCE)
 
 
+def test_sources_only_mode_says_not_covered_without_calling_the_model() -> None:
+    from medtune.inference.assistant import Assistant
+    from medtune.rag.grounding import NOT_COVERED
+
+    class SilentBackend(_ScriptedBackend):
+        def stream_chat(self, messages, settings):
+            raise AssertionError("the model must not be called under the sources-only threshold")
+
+    passages = [_passage(1, score=0.55), _passage(2, score=0.5)]
+    reply = Assistant(SilentBackend("unused"), guard=None, retriever=_FixedRetriever(passages),
+                      rag_min_score=0.6).ask("Q?")
+    assert reply.raw_answer == NOT_COVERED and reply.text.endswith(NO_EVIDENCE) and reply.tokens == 0
+    answered = Assistant(_ScriptedBackend("Focus 1 is rare [1]."), guard=None, retriever=_FixedRetriever(passages),
+                         rag_min_score=0.55).ask("Q?")
+    assert answered.raw_answer == "Focus 1 is rare [1]." and answered.cited == [1]
+
+
 def test_recall_at_k() -> None:
     retrieved = [["d1", "d2"], ["d3", "d1", "d2"], ["d9"]]
     assert recall_at_k(retrieved, ["d1", "d2", "d1"], (1, 2, 3)) == {1: 1 / 3, 2: 1 / 3, 3: 2 / 3}

@@ -7,8 +7,14 @@ from typing import Any
 
 def build_assistant(model: str, backend: str, url: str | None, temperature: float, max_new_tokens: int,
                     top_p: float, top_k: int, repetition_penalty: float, num_beams: int, stop: list[str],
-                    no_guard: bool, guard_config: str | None, rag: str | None = None) -> Any:
-    """Load the backend, the guard and (with ``rag``, an index name) a retriever; return an Assistant."""
+                    no_guard: bool, guard_config: str | None, rag: str | None = None,
+                    rag_min_score: float | None = None) -> Any:
+    """Load the backend, the guard and (with ``rag``, an index name) a retriever; return an Assistant
+    (``rag_min_score``: sources-only mode, see :class:`~medtune.inference.assistant.Assistant`)."""
+    from medtune.errors import UserError
+
+    if rag_min_score is not None and not rag:
+        raise UserError("--rag-min-score needs --rag NAME (the index whose passage scores it thresholds).")
     from medtune.inference.assistant import Assistant, load_backend
     from medtune.inference.base import GenerationSettings
 
@@ -33,7 +39,7 @@ def build_assistant(model: str, backend: str, url: str | None, temperature: floa
 
     system_prompt = served_system_prompt(model_name) if guard is not None else None
     return Assistant(load_backend(backend, model_name, **options), guard, settings, retriever=retriever,
-                     system_prompt=system_prompt)
+                     system_prompt=system_prompt, rag_min_score=rag_min_score)
 
 
 def timing_line(reply: Any) -> str:

@@ -24,12 +24,15 @@ def ask(
     no_guard: bool = typer.Option(False, "--no-guard", help="Disable the safety guard (not for users)."),
     guard_config: str = typer.Option(None, help="Guard YAML file."),
     rag: str = typer.Option(None, "--rag", help="Ground answers in this retrieval index (see `medtune index build`)."),
+    rag_min_score: float = typer.Option(None, "--rag-min-score", min=0.0, max=1.0, help="With --rag, sources-only: "
+                                        "say the sources do not cover a question whose best passage scores under this "
+                                        "(choose it with `medtune index calibrate`)."),
 ) -> None:
     """Ask one question; the answer streams, then the disclaimer and the timing are shown."""
     from medtune.cli._assistant import build_assistant, timing_line
 
     assistant = build_assistant(model, backend, url, temperature, max_new_tokens, top_p, top_k,
-                                repetition_penalty, num_beams, stop, no_guard, guard_config, rag=rag)
+                                repetition_penalty, num_beams, stop, no_guard, guard_config, rag=rag, rag_min_score=rag_min_score)
     for event in assistant.stream(question, []):
         if event.kind == "token":
             console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)

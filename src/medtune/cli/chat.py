@@ -17,6 +17,9 @@ def chat(
     no_guard: bool = typer.Option(False, "--no-guard", help="Disable the safety guard (not for users)."),
     guard_config: str = typer.Option(None, help="Guard YAML file."),
     rag: str = typer.Option(None, "--rag", help="Ground answers in this retrieval index (see `medtune index build`)."),
+    rag_min_score: float = typer.Option(None, "--rag-min-score", min=0.0, max=1.0, help="With --rag, sources-only: "
+                                        "say the sources do not cover a question whose best passage scores under this "
+                                        "(choose it with `medtune index calibrate`)."),
 ) -> None:
     """Chat in the terminal; history is kept (trimmed to the context window). /reset clears it, /exit quits."""
     from rich.prompt import Prompt
@@ -25,7 +28,7 @@ def chat(
     from medtune.inference.assistant import history_turns
 
     assistant = build_assistant(model, backend, url, temperature, max_new_tokens, 0.9, 40, 1.1, 1, [],
-                                no_guard, guard_config, rag=rag)
+                                no_guard, guard_config, rag=rag, rag_min_score=rag_min_score)
     console.print(f"[bold]medtune chat[/] · {assistant.backend.info().model} · /reset clears history, /exit quits")
     history: list[dict[str, str]] = []
     while True:

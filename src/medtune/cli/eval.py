@@ -76,6 +76,10 @@ def eval_command(
     rag: str | None = typer.Option(None, "--rag", help="Answer free-text questions from this index "
                                    "(`medtune index build ... --name NAME`), citing its passages."),
     rag_k: int = typer.Option(4, "--rag-k", min=1, help="Passages retrieved per question with --rag."),
+    rag_min_score: float | None = typer.Option(
+        None, "--rag-min-score", min=0.0, max=1.0, help="With --rag, sources-only mode: when no passage reaches this "
+        "cosine, reply that the sources do not cover the question (no model call). Choose it with `medtune index "
+        "calibrate INDEX PREPARED` on validation; writes RUN/eval-rag-minX."),
     rag_hide_own_document: bool = typer.Option(False, "--rag-hide-own-document", help="With --rag: never retrieve "
                                                "a passage of the question's own MedQuAD document, so the sources "
                                                "do not cover it (scores says_not_covered); writes "
@@ -111,11 +115,14 @@ def eval_command(
         "tasks": [t.name for t in parse_tasks(tasks)] if tasks is not None else None, "limit": limit, "sample_seed": seed, "shots": shots, "use_chat_template": chat_template,
         "mc_chat_template": mc_chat_template, "prompt": prompt, "system_prompt": system_prompt, "rubric_grader": grader, "judge_url": judge_url,
         "judge_model": judge_model, "engine": engine, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-        "temperature": temperature, "top_p": top_p, "num_beams": num_beams, "repetition_penalty": repetition_penalty})
+        "temperature": temperature, "top_p": top_p, "num_beams": num_beams, "repetition_penalty": repetition_penalty,
+        "rag_min_score": rag_min_score})
     if settings.rubric_grader == "judge" and not settings.judge_url:
         raise UserError("--grader judge needs --judge-url URL (an OpenAI-compatible endpoint).")
     names = settings.tasks
     retriever = None
+    if rag_min_score is not None and not rag:
+        raise UserError("--rag-min-score needs --rag NAME (the index whose passage scores it thresholds).")
     if rag_hide_own_document and not rag:
         raise UserError("--rag-hide-own-document needs --rag NAME (the index to retrieve from).")
     if rag:
@@ -136,7 +143,7 @@ def eval_command(
     headline = ("acc", "acc_norm", "random_baseline", "rubric_score", "rougeL", "bertscore_minilm_f1",
                 "embedding_cosine", "word_overlap", "reference_unsupported_rate", "repeated_3gram_fraction",
                 "reference_repeated_3gram_fraction",
-                "hit_token_limit", "evidence_found", "cites_source", "citation_precision", "says_not_covered",
+                "hit_token_limit", "rag_abstained", "evidence_found", "cites_source", "citation_precision", "says_not_covered",
                 "invalid_citation", "reference_in_index",
                 "guard_blocked", "guard_referred", "guard_refused", "guard_output_flagged", "tokens_per_s")
     for name, data_ in results["tasks"].items():

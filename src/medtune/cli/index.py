@@ -63,6 +63,39 @@ def query(
     console.print(format_citations(passages), highlight=False)
 
 
+@index_app.command("calibrate")
+def calibrate(
+    name: str = typer.Argument(..., help="Index name."),
+    prepared: Path = typer.Argument(..., help="Folder written by `medtune prepare` (MedQuAD rows with original_id)."),
+    split: str = typer.Option("validation", "--split", help="Split to calibrate on (never test)."),
+    k: int = typer.Option(4, "-k", min=1, help="Passages retrieved per question (as served)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the calibration as one JSON line."),
+) -> None:
+    """Choose --rag-min-score on a validation split: best-passage cosine with each question's own document shown
+    vs hidden; the threshold with the best balanced accuracy."""
+    from rich.table import Table
+
+    from medtune.rag.calibrate import calibrate_min_score
+
+    result = calibrate_min_score(name, prepared, split, k, progress=not as_json)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"index {name}: sources-only threshold on {split} ({result.questions} questions, "
+                        f"AUC {result.auc:.3f}, own document in top {k}: {result.own_document_retrieved:.2f})")
+    for column in ("min score", "covered: answered", "own document hidden: 'not covered'", "balanced accuracy"):
+        table.add_column(column)
+    for row in result.table:
+        if abs(row["threshold"] - result.threshold) <= 0.1 + 1e-9 and round(row["threshold"] * 100) % 5 == 0 \
+                or row["threshold"] == result.threshold:
+            style = "bold" if row["threshold"] == result.threshold else None
+            table.add_row(f"{row['threshold']:.2f}", f"{row['covered_kept']:.2f}", f"{row['hidden_abstained']:.2f}",
+                          f"{row['balanced_accuracy']:.3f}", style=style)
+    console.print(table)
+    console.print(f"chosen: --rag-min-score {result.threshold:.2f} (e.g. `medtune eval RUN --rag {name} "
+                  f"--rag-min-score {result.threshold:.2f}`)")
+
+
 @index_app.command("list")
 def list_() -> None:
     """List built indexes with their sources and sizes."""

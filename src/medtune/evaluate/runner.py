@@ -109,23 +109,32 @@ def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: A
                                     chat_template=settings.use_chat_template, k=context.get("rag_k", 4),
                                     exclude_documents=hidden_documents)
         prompts = grounded.prompts
+        from medtune.rag.grounding import abstains
+
+        abstained = [abstains(p, settings.rag_min_score) for p in grounded.passages]
     else:
         prompts = [build_prompt(q, tokenizer, chat_template=settings.use_chat_template, style=context["style"],
                                 system_prompt=context["system_prompt"]) for q in questions]
-    bar = progress.add_task(f"{task.name}: generating", total=len(prompts))
+    if rag is None:
+        abstained = [False] * len(prompts)
+    to_generate = [prompt for prompt, abstain in zip(prompts, abstained, strict=True) if not abstain]
+    bar = progress.add_task(f"{task.name}: generating", total=len(to_generate))
     began = time.perf_counter()
     stop_ids = stop_token_ids(tokenizer, context["style"] if settings.use_chat_template else "chat-template")
     if context.get("vllm") is not None:
-        gens = context["vllm"].generate(prompts, settings, stop_ids)
-        progress.advance(bar, len(prompts))
+        generated = context["vllm"].generate(to_generate, settings, stop_ids) if to_generate else []
+        progress.advance(bar, len(to_generate))
     else:
-        gens = generate_answers(model, tokenizer, prompts, settings, stop_ids=stop_ids,
-                                on_batch=lambda n: progress.advance(bar, n))
+        generated = generate_answers(model, tokenizer, to_generate, settings, stop_ids=stop_ids,
+                                     on_batch=lambda n: progress.advance(bar, n)) if to_generate else []
     seconds = time.perf_counter() - began
+    gens = _with_abstentions(generated, abstained)
     answers = [g.text for g in gens]
     per: dict[str, list[float]] = {"hit_token_limit": [float(g.hit_limit) for g in gens],
                                    "latency_s": [g.seconds for g in gens],
                                    "new_tokens": [float(g.new_tokens) for g in gens]}
+    if settings.rag_min_score is not None and rag is not None:
+        per["rag_abstained"] = [float(a) for a in abstained]
     if guard is not None:
         served = [guard.finalize_answer(a) if d.action == "answer" else None for a, d in zip(answers, decisions,
                                                                                               strict=True)]
@@ -136,6 +145,15 @@ def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: A
         per["guard_refused"] = [float(d.action in ("refuse", "defer")) for d in decisions]
         per["guard_output_flagged"] = [float(bool(s and s.output_flags)) for s in served]
     return _Answers(answers, gens, seconds, per, grounded)
+
+
+def _with_abstentions(generated: list[Any], abstained: list[bool]) -> list[Any]:
+    """Generations in question order: the sources-only reply (no model call) where retrieval abstained."""
+    from medtune.evaluate.generation import Generation
+    from medtune.rag.grounding import NOT_COVERED
+
+    produced = iter(generated)
+    return [Generation(NOT_COVERED, 0, False, 0.0) if abstain else next(produced) for abstain in abstained]
 
 
 def _speed_and_limit_notes(answers: _Answers, settings: EvalConfig, metrics: dict[str, float], notes: list[str]
@@ -169,7 +187,7 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     per.update(answered.per_example)
     metrics = scores.means()
     metrics.update({name: sum(v) / len(v) for name, v in answered.per_example.items()
-                    if name.startswith("guard_") or name == "hit_token_limit"})
+                    if name.startswith("guard_") or name in ("hit_token_limit", "rag_abstained")})
     if answered.grounded is not None:
         from medtune.evaluate.grounded import grounding_scores
 
@@ -284,7 +302,9 @@ def _group_accuracy(task: Task, examples: list[ChoiceExample], acc: list[float])
 def default_out_dir(model: str, context: dict[str, Any]) -> Path:
     """RUN/eval[-rag][-guard] for a run folder, else MEDTUNE_HOME/evals/<model>[-rag][-guard]-<time>."""
     suffix = ("-rag" if context.get("rag_name") else "") + ("-own-hidden" if context.get("rag_hide_own_document")
-                                                             else "") + ("-guard" if context.get("guard") else "")
+                                                             else "") \
+        + (f"-min{context['rag_min_score']:.2f}" if context.get("rag_min_score") is not None else "") \
+        + ("-guard" if context.get("guard") else "")
     if context["run_dir"] is not None:
         return Path(context["run_dir"]) / f"eval{suffix}"
     stem = Path(model.rstrip("/")).name.replace(".", "_") or "model"
@@ -324,6 +344,7 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
     context["rag_k"] = rag_k
     context["rag_name"] = getattr(rag, "name", "rag") if rag is not None else None
     context["rag_hide_own_document"] = rag is not None and rag_hide_own_document
+    context["rag_min_score"] = settings.rag_min_score if rag is not None else None
     context["guard"] = guard
     given = Path(data_dir).expanduser() if data_dir is not None else None
     context["data_dir"] = given
@@ -356,7 +377,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
         "model": model, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "settings": settings.model_dump(mode="json"),
         "limit": limit, "sample_seed": settings.sample_seed, "shots": shots, "guard": guard is not None,
         "rag": context["rag_name"], "rag_k": rag_k if rag is not None else None,
-        "rag_hide_own_document": context["rag_hide_own_document"], "prompt": context["prompt"],
+        "rag_hide_own_document": context["rag_hide_own_document"], "rag_min_score": context["rag_min_score"],
+        "prompt": context["prompt"],
         "tasks": {},
         "model_info": {"parameters": sum(p.numel() for p in lm.parameters()), "size_on_disk_bytes": size},
     }

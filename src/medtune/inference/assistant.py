@@ -87,8 +87,12 @@ class Assistant:
     """A guarded, streaming medical QA assistant on top of any :class:`Backend`."""
 
     def __init__(self, backend: Backend, guard: Guard | None, settings: GenerationSettings | None = None,
-                 retriever: Any = None, top_k_passages: int = 4, system_prompt: str | None = None) -> None:
+                 retriever: Any = None, top_k_passages: int = 4, system_prompt: str | None = None,
+                 rag_min_score: float | None = None) -> None:
         """Wrap ``backend``; ``guard`` None disables input checks and answer finalization.
+
+        ``rag_min_score`` (with a retriever): sources-only mode, reply that the sources do not cover the question,
+        without a model call, when no passage reaches it (:func:`medtune.rag.grounding.abstains`).
 
         ``system_prompt`` replaces the guard's (a run's served prompt, :func:`medtune.prompts.served_system_prompt`);
         without a guard there is no system prompt unless one is given.
@@ -99,6 +103,7 @@ class Assistant:
         self.settings = settings or GenerationSettings()
         self.retriever = retriever
         self.top_k_passages = top_k_passages
+        self.rag_min_score = rag_min_score
 
     def build_messages(self, question: str, history: list[Message],
                        passages: list[Any] | None = None) -> list[Message]:
@@ -173,6 +178,16 @@ class Assistant:
         passages = None
         if self.retriever is not None:
             passages = list(self.retriever.retrieve(decision.sanitized_input, self.top_k_passages))
+            from medtune.rag.grounding import NO_EVIDENCE, NOT_COVERED, abstains
+
+            if abstains(passages, self.rag_min_score):
+                text = f"{NOT_COVERED}\n\n{NO_EVIDENCE}"
+                yield AssistantEvent("token", NOT_COVERED)
+                reply = AssistantReply(text=text, raw_answer=NOT_COVERED, decision=decision, dose_warnings=[],
+                                       seconds=time.perf_counter() - start, first_token_seconds=None, tokens=0,
+                                       citations=[_passage_dict(p) for p in passages])
+                yield AssistantEvent("final", text, reply)
+                return
         messages = self.build_messages(decision.sanitized_input, self.model_history(history), passages)
         pieces: list[str] = []
         first: float | None = None

@@ -50,6 +50,12 @@ def has_evidence(passages: Sequence[Any], threshold: float = NO_EVIDENCE_THRESHO
     return any(float(_get(p, "score", 0.0)) >= threshold for p in passages)
 
 
+def abstains(passages: Sequence[Any], min_score: float | None) -> bool:
+    """Sources-only mode: True when ``min_score`` is set and no passage reaches it; the answer is then
+    :data:`NOT_COVERED`, without a model call (``--rag-min-score``, chosen by ``medtune index calibrate``)."""
+    return min_score is not None and not has_evidence(passages, min_score)
+
+
 def build_grounded_messages(question: str, passages: Sequence[Any], system_prompt: str | None = None,
                             threshold: float = NO_EVIDENCE_THRESHOLD,
                             max_chars: int = 1200) -> list[dict[str, str]]:
