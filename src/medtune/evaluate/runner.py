@@ -300,7 +300,7 @@ def _group_accuracy(task: Task, examples: list[ChoiceExample], acc: list[float])
 
 
 def default_out_dir(model: str, context: dict[str, Any]) -> Path:
-    """RUN/eval[-rag][-guard] for a run folder, else MEDTUNE_HOME/evals/<model>[-rag][-guard]-<time>."""
+    """RUN/eval[-rag][-own-hidden][-minT][-guard] for a run folder, else MEDTUNE_HOME/evals/<model><same suffix>-<time>."""
     suffix = ("-rag" if context.get("rag_name") else "") + ("-own-hidden" if context.get("rag_hide_own_document")
                                                              else "") \
         + (f"-min{context['rag_min_score']:.2f}" if context.get("rag_min_score") is not None else "") \
