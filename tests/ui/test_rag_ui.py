@@ -193,6 +193,27 @@ def test_off_topic_question_shows_no_evidence(rag_ui: Any, monkeypatch: pytest.M
 
 
 @pytest.mark.slow
+def test_sources_only_mode_says_not_covered_without_calling_the_model(rag_ui: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtune.rag.grounding import NOT_COVERED
+
+    monkeypatch.setenv("MEDTUNE_UI_RAG", "medquad")
+    at = _start()
+    switch = at.toggle(key="rag_sources_only")
+    assert switch.value is False and not switch.disabled and at.slider(key="rag_min_score").disabled
+    switch.set_value(True).run()
+    assert at.slider(key="rag_min_score").value == 0.75 and not at.slider(key="rag_min_score").disabled
+    calls = len(rag_ui.CALLS)
+    _ask(at, OFF_TOPIC)
+    message = _last_assistant(at)
+    assert message["answer"] == NOT_COVERED and message["tokens"] == 0 and len(rag_ui.CALLS) == calls
+    assert FAKE_ANSWER not in message["content"] and not message["citations"]
+    at.slider(key="rag_min_score").set_value(0.0).run()
+    _ask(at, ON_TOPIC)
+    assert _last_assistant(at)["answer"] == FAKE_ANSWER and len(rag_ui.CALLS) == calls + 1
+
+
+@pytest.mark.slow
 def test_toggle_off_answers_without_retrieval(rag_ui: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDTUNE_UI_RAG", "medquad")
     at = _start()

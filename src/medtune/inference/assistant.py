@@ -184,8 +184,7 @@ class Assistant:
                 text = f"{NOT_COVERED}\n\n{NO_EVIDENCE}"
                 yield AssistantEvent("token", NOT_COVERED)
                 reply = AssistantReply(text=text, raw_answer=NOT_COVERED, decision=decision, dose_warnings=[],
-                                       seconds=time.perf_counter() - start, first_token_seconds=None, tokens=0,
-                                       citations=[_passage_dict(p) for p in passages])
+                                       seconds=time.perf_counter() - start, first_token_seconds=None, tokens=0)
                 yield AssistantEvent("final", text, reply)
                 return
         messages = self.build_messages(decision.sanitized_input, self.model_history(history), passages)

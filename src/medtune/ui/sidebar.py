@@ -121,6 +121,10 @@ def load_retriever(name: str | None) -> Any:
     return None
 
 
+#: the sources-only threshold `medtune index calibrate medquad` chose on the demo data's validation split (docs/rag.md)
+SOURCES_ONLY_DEFAULT = 0.75
+
+
 def retrieval_controls() -> tuple[str | None, int]:
     """The "Sources" controls: RAG toggle, index and passages per answer; returns (index name or None, k)."""
     indexes = available_indexes()
@@ -145,6 +149,26 @@ def retrieval_controls() -> tuple[str | None, int]:
                           (("documents", "documents"), ("pairs", "QA pairs"), ("chunks", "passages"))
                           if isinstance(manifest.get(key), int)))
     return (name if on else None), int(k)
+
+
+def sources_only_control(retrieval_on: bool) -> float | None:
+    """The "Answer only from the sources" switch and its minimum passage score (``MEDTUNE_UI_RAG_MIN_SCORE`` turns it
+    on with that score); returns the threshold for ``Assistant(rag_min_score=...)``, or None when off."""
+    try:
+        preset = float(env_default("RAG_MIN_SCORE", "0"))
+    except ValueError:
+        st.warning("MEDTUNE_UI_RAG_MIN_SCORE is not a number between 0 and 1; sources-only mode starts off.",
+                   icon=":material/warning:")
+        preset = 0.0
+    preset = preset if 0.0 < preset <= 1.0 else 0.0
+    on = st.toggle("Answer only from the sources", value=preset > 0, key="rag_sources_only",
+                   disabled=not retrieval_on,
+                   help="When no retrieved passage reaches the minimum score, reply that the sources do not cover "
+                        "the question instead of letting the model answer. Choose the score on validation data "
+                        "with `medtune index calibrate INDEX PREPARED`.")
+    score = st.slider("Minimum passage score", 0.0, 1.0, preset or SOURCES_ONLY_DEFAULT, 0.01, key="rag_min_score",
+                      disabled=not (retrieval_on and on))
+    return float(score) if retrieval_on and on else None
 
 
 def _run_choice(default_model: str, kind: str) -> ModelChoice | None:
