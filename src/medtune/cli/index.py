@@ -34,7 +34,8 @@ def build(
                       "(--force rebuilds).")
         return
     console.print(f"index [bold]{name}[/]: {manifest['pairs']} QA pairs from {manifest['documents']} documents "
-                  f"-> {manifest['chunks']} chunks ({manifest['embedded_this_run']} embedded now), "
+                  f"-> {manifest['chunks']} chunks ({manifest['embedded_this_run']} embedded now, "
+                  f"{manifest.get('vectors_from_cache', 0)} from the embedding cache), "
                   f"dropped {manifest['dropped']}, {manifest['build_seconds']:.0f} s")
 
 

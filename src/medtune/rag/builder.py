@@ -125,32 +125,39 @@ def build_index(sources: Iterable[str | SourceSpec], name: str = "medquad", *, q
     shutil.rmtree(folder / "bm25", ignore_errors=True)
     BM25Index.build([f"{c.title}\n{c.text}" for c in chunks]).save(folder / "bm25")
 
-    embedded = _embed_missing(store, chunks, encoder, batch_size, progress)
+    embedded, cached = _embed_missing(store, chunks, encoder, batch_size, progress)
     manifest = {"name": name, "key": key, "sources": source_info, "settings": settings,
                 "pairs": len(rows), "documents": len({r["document_id"] for r in rows}), "chunks": len(chunks),
-                "dropped": dropped, "embedded_this_run": embedded, "vectors": store.count(),
+                "dropped": dropped, "embedded_this_run": embedded,
+                "vectors_from_cache": cached, "vectors": store.count(),
                 "build_seconds": round(time.perf_counter() - started, 2),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return {**manifest, "skipped": False}
 
 
-def _embed_missing(store: VectorStore, chunks: list[Chunk], encoder: str, batch_size: int, progress: bool) -> int:
-    """Embed and upsert, batch by batch, the chunks not yet stored; return how many were embedded."""
+def _embed_missing(store: VectorStore, chunks: list[Chunk], encoder: str, batch_size: int,
+                   progress: bool) -> tuple[int, int]:
+    """Embed and upsert, batch by batch, the chunks not yet stored; return (embedded now, taken from the cache).
+
+    Vectors go through the encoder's embedding cache (:func:`medtune.embeddings.embed_cached`), so a second index
+    over mostly the same passages (the served index after the grounded-training one) embeds only the new ones.
+    """
     from tqdm.auto import tqdm
 
-    done = 0
+    done = cached = 0
     with tqdm(total=len(chunks), desc="embedding chunks", unit="chunk", disable=not progress) as bar:
         for start in range(0, len(chunks), batch_size):
             batch = chunks[start:start + batch_size]
             stored = store.existing([c.id for c in batch])
             todo = [c for c in batch if c.id not in stored]
             if todo:
-                vectors = dense.embed([c.embedding_text() for c in todo], encoder, batch_size=batch_size)
+                vectors, embedded = dense.embed_cached([c.embedding_text() for c in todo], encoder, batch_size=batch_size)
                 store.upsert([c.to_dict() for c in todo], vectors)
-                done += len(todo)
+                done += embedded
+                cached += len(todo) - embedded
             bar.update(len(batch))
-    return done
+    return done, cached
 
 
 def list_indexes() -> list[dict[str, Any]]:
