@@ -202,6 +202,10 @@ class EvalConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     num_beams: int = Field(1, ge=1)
     repetition_penalty: float = Field(1.0, gt=0)
+    repetition_scope: Literal["answer", "prompt+answer"] = Field(
+        "answer", description="Tokens the repetition penalty counts: the answer so far, or also the prompt "
+        "(transformers' own default, which also penalises the end-of-turn token the chat template writes after "
+        "each prompt turn, so answers run longer and loop more).")
     bertscore_model: str | None = Field(None, description="Default: the offline MiniLM.")
     rag_min_score: float | None = Field(
         None, ge=0.0, le=1.0, description="With --rag, sources-only mode: when no retrieved passage reaches this "

@@ -27,7 +27,8 @@ def test_sampling_settings_follow_the_eval_config() -> None:
     greedy = sampling_kwargs(EvalConfig(max_new_tokens=77, top_p=0.5), [2, 7])
     assert greedy == {"temperature": 0.0, "top_p": 1.0, "max_tokens": 77, "repetition_penalty": 1.0,
                       "stop_token_ids": [2, 7], "skip_special_tokens": True}
-    sampled = sampling_kwargs(EvalConfig(temperature=0.7, top_p=0.9, repetition_penalty=1.1), [])
+    sampled = sampling_kwargs(EvalConfig(temperature=0.7, top_p=0.9, repetition_penalty=1.1,
+                                         repetition_scope="prompt+answer"), [])
     assert sampled["temperature"] == 0.7 and sampled["top_p"] == 0.9 and sampled["repetition_penalty"] == 1.1
 
 

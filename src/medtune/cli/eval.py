@@ -71,6 +71,9 @@ def eval_command(
     top_p: float | None = typer.Option(None, "--top-p", min=0.0, max=1.0, help=f"{RECORDED} 1.0."),
     num_beams: int | None = typer.Option(None, "--num-beams", min=1, help=f"{RECORDED} 1."),
     repetition_penalty: float | None = typer.Option(None, "--repetition-penalty", min=0.0, help=f"{RECORDED} 1.0."),
+    repetition_scope: str | None = typer.Option(None, "--repetition-scope", help="Tokens the penalty counts: answer "
+                                                "(the answer so far) or prompt+answer (transformers' default, which "
+                                                f"also penalises the end-of-turn token); {RECORDED} answer."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Prompts per generate call / options "
                                           f"per forward; {RECORDED} 8."),
     rag: str | None = typer.Option(None, "--rag", help="Answer free-text questions from this index "
@@ -109,6 +112,8 @@ def eval_command(
         raise UserError(f"--prompt must be served or training, not {prompt!r}.")
     if engine not in (None, "transformers", "vllm"):
         raise UserError(f"--engine must be transformers or vllm, not {engine!r}.")
+    if repetition_scope not in (None, "answer", "prompt+answer"):
+        raise UserError(f"--repetition-scope must be answer or prompt+answer, not {repetition_scope!r}.")
     if grader not in (None, "phrase", "judge"):
         raise UserError("--grader must be phrase, or judge together with --judge-url URL.")
     settings = eval_settings(model, {
@@ -116,7 +121,7 @@ def eval_command(
         "mc_chat_template": mc_chat_template, "prompt": prompt, "system_prompt": system_prompt, "rubric_grader": grader, "judge_url": judge_url,
         "judge_model": judge_model, "engine": engine, "batch_size": batch_size, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "top_p": top_p, "num_beams": num_beams, "repetition_penalty": repetition_penalty,
-        "rag_min_score": rag_min_score})
+        "repetition_scope": repetition_scope, "rag_min_score": rag_min_score})
     if settings.rubric_grader == "judge" and not settings.judge_url:
         raise UserError("--grader judge needs --judge-url URL (an OpenAI-compatible endpoint).")
     names = settings.tasks

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medtune.config import EvalConfig
+from medtune.inference.base import repetition_penalty_kwargs
 from medtune.prompts import build_messages, end_of_turn_token, render_messages, strip_control_strings
 
 
@@ -43,11 +44,11 @@ def stop_token_ids(tokenizer: Any, style: str = "chat-template") -> list[int]:
 
 
 def generation_kwargs(settings: EvalConfig, tokenizer: Any, stop_ids: list[int]) -> dict[str, Any]:
-    """Translate the eval decoding settings into ``model.generate`` keyword arguments."""
+    """Translate the eval decoding settings into ``model.generate`` keyword arguments (the repetition penalty is
+    added per batch by :func:`generate_answers`, since its ``answer`` scope needs the batch's prompt width)."""
     kwargs: dict[str, Any] = {
         "max_new_tokens": settings.max_new_tokens, "num_beams": settings.num_beams,
-        "repetition_penalty": settings.repetition_penalty, "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": stop_ids, "do_sample": settings.temperature > 0,
+        "pad_token_id": tokenizer.pad_token_id, "eos_token_id": stop_ids, "do_sample": settings.temperature > 0,
     }
     if settings.temperature > 0:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
@@ -72,9 +73,11 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[str], settings: E
         chunk = order[start:start + settings.batch_size]
         batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
         batch = {k: v.to(device) for k, v in batch.items()}
+        penalty = repetition_penalty_kwargs(settings.repetition_penalty, settings.repetition_scope,
+                                            int(batch["input_ids"].shape[1]))
         began = time.perf_counter()
         with torch.inference_mode():
-            output = model.generate(**batch, **kwargs)
+            output = model.generate(**batch, **kwargs, **penalty)
         seconds = (time.perf_counter() - began) / len(chunk)
         new = output[:, batch["input_ids"].shape[1]:]
         for row, index in enumerate(chunk):

@@ -25,7 +25,14 @@ def require_vllm() -> None:
 
 
 def sampling_kwargs(settings: EvalConfig, stop_ids: list[int]) -> dict[str, Any]:
-    """The eval decoding settings as ``vllm.SamplingParams`` keyword arguments (greedy at temperature 0)."""
+    """The eval decoding settings as ``vllm.SamplingParams`` keyword arguments (greedy at temperature 0).
+
+    vLLM's repetition penalty counts the prompt too, so a penalty with ``repetition_scope: answer`` is refused
+    rather than silently scored under other decoding than transformers would use.
+    """
+    if settings.repetition_penalty != 1.0 and settings.repetition_scope != "prompt+answer":
+        raise UserError("--engine vllm: vLLM's repetition penalty also counts the prompt; pass --repetition-scope "
+                        "prompt+answer (or --repetition-penalty 1.0) to score with it.")
     return {"temperature": settings.temperature, "top_p": settings.top_p if settings.temperature > 0 else 1.0,
             "max_tokens": settings.max_new_tokens, "repetition_penalty": settings.repetition_penalty,
             "stop_token_ids": list(stop_ids), "skip_special_tokens": True}

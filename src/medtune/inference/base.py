@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 Message = dict[str, str]
+RepetitionScope = Literal["answer", "prompt+answer"]
+REPETITION_SCOPES: tuple[str, ...] = ("answer", "prompt+answer")
+
+
+def repetition_penalty_kwargs(penalty: float, scope: str, prompt_length: int) -> dict[str, Any]:
+    """``model.generate`` keyword arguments for a repetition penalty over ``scope`` (transformers).
+
+    ``prompt+answer`` is transformers' own default: every token of the context counts, the prompt included, so the
+    end-of-turn token the chat template writes after each prompt turn is penalised too and answers run longer.
+    ``answer`` counts only the tokens generated so far (transformers' ``prompt_ignore_length``), the penalty's
+    intent; ``prompt_length`` is the (left-padded) prompt width of the batch.
+    """
+    if penalty == 1.0:
+        return {"repetition_penalty": None}
+    if scope == "prompt+answer":
+        return {"repetition_penalty": penalty}
+    if scope != "answer":
+        raise ValueError(f"repetition scope {scope!r}: choose one of {', '.join(REPETITION_SCOPES)}")
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    processor = RepetitionPenaltyLogitsProcessor(float(penalty), prompt_ignore_length=int(prompt_length))
+    return {"repetition_penalty": None, "logits_processor": LogitsProcessorList([processor])}
 
 
 @dataclass
@@ -18,6 +40,9 @@ class GenerationSettings:
     top_k: int = 40
     num_beams: int = 1
     repetition_penalty: float = 1.1
+    # which tokens the penalty counts (transformers backend): the answer so far, or (transformers' default) the prompt
+    # too; llama.cpp and Ollama count the last 64 tokens (repeat_last_n), prompt tail included
+    repetition_scope: RepetitionScope = "answer"
     max_new_tokens: int = 256
     stop: list[str] = field(default_factory=list)
     # a JSON schema the reply must follow (OpenAI-compatible servers: grammar-constrained decoding in llama.cpp)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from medtune.inference.base import GenerationSettings, Message, ModelInfo
+from medtune.inference.base import GenerationSettings, Message, ModelInfo, repetition_penalty_kwargs
 from medtune.inference.streaming import cut_at_stop
 
 
@@ -24,13 +24,14 @@ def _prompt_style(model: str) -> str:
     return "chat-template"
 
 
-def generate_kwargs(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:
-    """Map :class:`GenerationSettings` to ``model.generate`` keyword arguments (temperature 0 = greedy)."""
+def generate_kwargs(settings: GenerationSettings, tokenizer: Any, prompt_length: int = 0) -> dict[str, Any]:
+    """Map :class:`GenerationSettings` to ``model.generate`` keyword arguments (temperature 0 = greedy) for a prompt
+    of ``prompt_length`` tokens."""
     kwargs: dict[str, Any] = {
         "max_new_tokens": settings.max_new_tokens,
         "num_beams": settings.num_beams,
-        "repetition_penalty": settings.repetition_penalty,
         "pad_token_id": tokenizer.pad_token_id,
+        **repetition_penalty_kwargs(settings.repetition_penalty, settings.repetition_scope, prompt_length),
     }
     if settings.temperature > 0:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
@@ -96,7 +97,7 @@ class TransformersBackend:
 
         inputs = self._inputs(messages)
         prompt_length = int(inputs["input_ids"].shape[1])
-        kwargs = generate_kwargs(settings, self.tokenizer)
+        kwargs = generate_kwargs(settings, self.tokenizer, prompt_length)
         self.last_generated_tokens = None
         if settings.num_beams > 1:  # streamers do not support beam search
             with torch.inference_mode():

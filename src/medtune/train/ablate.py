@@ -61,7 +61,8 @@ COLUMNS = [
     "trainable_params",
     "run",
 ]
-DECODING_KEYS = ("temperature", "top_p", "num_beams", "repetition_penalty", "max_new_tokens")
+DECODING_KEYS = ("temperature", "top_p", "num_beams", "repetition_penalty", "repetition_scope",
+                 "max_new_tokens")
 SCORED = ("rubric_score", "rougeL", "bertscore_minilm_f1", "repeated_3gram_fraction",
           "reference_repeated_3gram_fraction", "hit_token_limit")
 
