@@ -21,12 +21,12 @@ def _penalised(kwargs: dict, input_ids: list[int], vocab: int = 20) -> list[floa
 
 def test_answer_scope_penalises_generated_tokens_only() -> None:
     kwargs = repetition_penalty_kwargs(1.5, "answer", prompt_length=3)
-    assert kwargs["repetition_penalty"] is None  # no second, prompt-counting processor from generate()
+    assert kwargs["repetition_penalty"] == 1.0  # no second, prompt-counting processor from generate()
     scores = _penalised(kwargs, [10, 11, 2, 13])  # prompt 10, 11, end-of-turn 2; generated 13
     assert scores[10] == scores[11] == scores[2] == 2.0
     assert scores[13] == pytest.approx(2.0 / 1.5)
     assert repetition_penalty_kwargs(1.5, "prompt+answer", 3) == {"repetition_penalty": 1.5}
-    assert repetition_penalty_kwargs(1.0, "answer", 3) == {"repetition_penalty": None}
+    assert repetition_penalty_kwargs(1.0, "answer", 3) == {"repetition_penalty": 1.0}
     with pytest.raises(ValueError, match="repetition scope"):
         repetition_penalty_kwargs(1.5, "prompt", 3)
 
@@ -62,7 +62,7 @@ def test_chat_backend_uses_the_same_scope() -> None:
 
     tokenizer = SimpleNamespace(pad_token_id=0)
     kwargs = generate_kwargs(GenerationSettings(repetition_penalty=1.2), tokenizer, prompt_length=9)
-    assert kwargs["logits_processor"][0].prompt_ignore_length == 9 and kwargs["repetition_penalty"] is None
+    assert kwargs["logits_processor"][0].prompt_ignore_length == 9 and kwargs["repetition_penalty"] == 1.0
     legacy = generate_kwargs(GenerationSettings(repetition_penalty=1.2, repetition_scope="prompt+answer"), tokenizer, 9)
     assert legacy["repetition_penalty"] == 1.2 and "logits_processor" not in legacy
 

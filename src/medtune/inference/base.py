@@ -19,8 +19,8 @@ def repetition_penalty_kwargs(penalty: float, scope: str, prompt_length: int) ->
     ``answer`` counts only the tokens generated so far (transformers' ``prompt_ignore_length``), the penalty's
     intent; ``prompt_length`` is the (left-padded) prompt width of the batch.
     """
-    if penalty == 1.0:
-        return {"repetition_penalty": None}
+    if penalty == 1.0:  # explicit, so a penalty in the model's own generation_config.json does not apply either
+        return {"repetition_penalty": 1.0}
     if scope == "prompt+answer":
         return {"repetition_penalty": penalty}
     if scope != "answer":
@@ -28,7 +28,7 @@ def repetition_penalty_kwargs(penalty: float, scope: str, prompt_length: int) ->
     from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
     processor = RepetitionPenaltyLogitsProcessor(float(penalty), prompt_ignore_length=int(prompt_length))
-    return {"repetition_penalty": None, "logits_processor": LogitsProcessorList([processor])}
+    return {"repetition_penalty": 1.0, "logits_processor": LogitsProcessorList([processor])}
 
 
 @dataclass
