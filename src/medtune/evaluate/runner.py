@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medtune.config import EvalConfig
 from medtune.errors import UserError
+from medtune.evaluate.answering import answer_questions, speed_and_limit_notes
 from medtune.evaluate.compare import metric_intervals
 from medtune.evaluate.tasks import ChoiceExample, FreeTextExample, Task, parse_tasks
 from medtune.paths import data_dir as default_data_dir
@@ -76,95 +76,6 @@ def _run_context(model: str, prompt: str = "served", system_prompt: str | None =
             "prompt": prompt, "system_prompt": chosen}
 
 
-@dataclass
-class _Answers:
-    """Generated (and, with a guard, served) answers of one task, with timing and guard/grounding signals."""
-
-    texts: list[str]
-    gens: list[Any]
-    seconds: float
-    per_example: dict[str, list[float]]
-    grounded: Any = None
-
-
-def _answer_questions(task: Task, questions: list[str], model: Any, tokenizer: Any, settings: EvalConfig,
-                      context: dict[str, Any], rag: Any, progress: Any,
-                      hidden_documents: list[set[str]] | None = None) -> _Answers:
-    """Generate answers as served: the context's system prompt, optional retrieval (never from
-    ``hidden_documents[i]`` for question i), optional guard."""
-    from medtune.evaluate.generation import build_prompt, generate_answers, stop_token_ids
-
-    guard = context.get("guard")
-    decisions = [guard.check_input(q) for q in questions] if guard is not None else []
-    if guard is not None:
-        # the served behaviour: the guard's system prompt and sanitized question; canned replies unanswered
-        context = {**context, "system_prompt": guard.system_prompt}
-        questions = [d.sanitized_input or q for d, q in zip(decisions, questions, strict=True)]
-    grounded = None
-    if rag is not None:
-        from medtune.evaluate.grounded import grounded_prompts
-
-        grounded = grounded_prompts(questions, rag, tokenizer, style=context["style"],
-                                    system_prompt=context["system_prompt"],
-                                    chat_template=settings.use_chat_template, k=context.get("rag_k", 4),
-                                    exclude_documents=hidden_documents)
-        prompts = grounded.prompts
-        from medtune.rag.grounding import abstains
-
-        abstained = [abstains(p, settings.rag_min_score) for p in grounded.passages]
-    else:
-        prompts = [build_prompt(q, tokenizer, chat_template=settings.use_chat_template, style=context["style"],
-                                system_prompt=context["system_prompt"]) for q in questions]
-    if rag is None:
-        abstained = [False] * len(prompts)
-    to_generate = [prompt for prompt, abstain in zip(prompts, abstained, strict=True) if not abstain]
-    bar = progress.add_task(f"{task.name}: generating", total=len(to_generate))
-    began = time.perf_counter()
-    stop_ids = stop_token_ids(tokenizer, context["style"] if settings.use_chat_template else "chat-template")
-    if context.get("vllm") is not None:
-        generated = context["vllm"].generate(to_generate, settings, stop_ids) if to_generate else []
-        progress.advance(bar, len(to_generate))
-    else:
-        generated = generate_answers(model, tokenizer, to_generate, settings, stop_ids=stop_ids,
-                                     on_batch=lambda n: progress.advance(bar, n)) if to_generate else []
-    seconds = time.perf_counter() - began
-    gens = _with_abstentions(generated, abstained)
-    answers = [g.text for g in gens]
-    per: dict[str, list[float]] = {"hit_token_limit": [float(g.hit_limit) for g in gens],
-                                   "latency_s": [g.seconds for g in gens],
-                                   "new_tokens": [float(g.new_tokens) for g in gens]}
-    if settings.rag_min_score is not None and rag is not None:
-        per["rag_abstained"] = [float(a) for a in abstained]
-    if guard is not None:
-        served = [guard.finalize_answer(a) if d.action == "answer" else None for a, d in zip(answers, decisions,
-                                                                                              strict=True)]
-        answers = [s.text if s is not None else (d.response or "") for s, d in zip(served, decisions, strict=True)]
-        per["guard_blocked"] = [float(d.action != "answer") for d in decisions]
-        # referrals (emergency) and refusals/deferrals are different outcomes: counted apart
-        per["guard_referred"] = [float(d.action == "emergency") for d in decisions]
-        per["guard_refused"] = [float(d.action in ("refuse", "defer")) for d in decisions]
-        per["guard_output_flagged"] = [float(bool(s and s.output_flags)) for s in served]
-    return _Answers(answers, gens, seconds, per, grounded)
-
-
-def _with_abstentions(generated: list[Any], abstained: list[bool]) -> list[Any]:
-    """Generations in question order: the sources-only reply (no model call) where retrieval abstained."""
-    from medtune.evaluate.generation import Generation
-    from medtune.rag.grounding import NOT_COVERED
-
-    produced = iter(generated)
-    return [Generation(NOT_COVERED, 0, False, 0.0) if abstain else next(produced) for abstain in abstained]
-
-
-def _speed_and_limit_notes(answers: _Answers, settings: EvalConfig, metrics: dict[str, float], notes: list[str]
-                           ) -> None:
-    """Add tokens/s and the token-limit warning (>= 10% of answers cut off) to ``metrics`` and ``notes``."""
-    metrics["tokens_per_s"] = sum(g.new_tokens for g in answers.gens) / answers.seconds if answers.seconds else 0.0
-    if metrics["hit_token_limit"] >= 0.1:
-        notes.append(f"{metrics['hit_token_limit']:.0%} of the answers reached max_new_tokens="
-                     f"{settings.max_new_tokens} and were cut off; raise --max-new-tokens so whole answers are scored.")
-
-
 def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenizer: Any, settings: EvalConfig,
                context: dict[str, Any], rag: Any, progress: Any) -> dict[str, Any]:
     """Generate answers, score them against the references, and summarise speed and limits."""
@@ -178,7 +89,7 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
         if not any(hidden):
             raise UserError(f"{task.name}: --rag-hide-own-document needs examples that carry their MedQuAD "
                             "document (original_id); this task's examples do not.")
-    answered = _answer_questions(task, [e.question for e in examples], model, tokenizer, settings, context, rag,
+    answered = answer_questions(task, [e.question for e in examples], model, tokenizer, settings, context, rag,
                                  progress, hidden)
     answers = answered.texts
     scores = compute_free_text_scores(answers, [e.reference for e in examples],
@@ -199,7 +110,7 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
                                 "answer: an open-book test, the scores measure answering from that passage (fair for a "
                                 "model that never trained on these test answers: `prepare --grounded` refuses an index "
                                 "holding them). --rag-hide-own-document scores the case where the sources lack it.")
-    _speed_and_limit_notes(answered, settings, metrics, scores.notes)
+    speed_and_limit_notes(answered, settings, metrics, scores.notes)
     return {
         "kind": task.kind, "n": len(examples), "metrics": metrics, "intervals": metric_intervals(per),
         "per_example": per, "notes": scores.notes, "system_prompt": context["system_prompt"],
@@ -215,7 +126,7 @@ def _rubric(task: Task, questions: list[Any], model: Any, tokenizer: Any, settin
     from medtune.evaluate.metrics import repeated_ngram_fraction
     from medtune.evaluate.rubric import JudgeGrader, grade
 
-    answered = _answer_questions(task, [q.question for q in questions], model, tokenizer, settings, context, rag,
+    answered = answer_questions(task, [q.question for q in questions], model, tokenizer, settings, context, rag,
                                  progress)
     judge = JudgeGrader(settings.judge_url, settings.judge_model) if settings.rubric_grader == "judge" and \
         settings.judge_url else None
@@ -229,7 +140,7 @@ def _rubric(task: Task, questions: list[Any], model: Any, tokenizer: Any, settin
                **{name: sum(v) / len(v) for name, v in per.items() if name != "rubric_score"}}
     notes: list[str] = [f"grader: {settings.rubric_grader}; rubric_score = mean of (met points / positive points) "
                         "per question, clipped to [0, 1] (HealthBench's aggregate)."]
-    _speed_and_limit_notes(answered, settings, metrics, notes)
+    speed_and_limit_notes(answered, settings, metrics, notes)
     return {
         "kind": task.kind, "n": len(questions), "metrics": metrics, "intervals": intervals, "per_example": per,
         "tags": result.tag_scores, "grader": settings.rubric_grader, "notes": notes,
