@@ -33,6 +33,14 @@ on odd ones (``--reverse`` swaps), so neither side always runs on a cold cache. 
 beside the wall times (``cpu_speed_ratio``): on a machine shared with other users the wall times swing with their
 load.
 
+Roofline (``roofline`` in the JSON): how fast ANY exact fp32 scorer of the same questions could be on this CPU. The
+questions' token counts (context + single-token answer, unpadded) give the forward pass's floating-point work
+(:func:`forward_flops`: 2 x in x out per token for every ``nn.Linear`` but the output head, attention scores and
+weighted sums, the head at the last position only); :func:`linear_gflops` measures the rate this CPU reaches on the
+model's own linear layers alone (no norms, rotary, softmax or framework overhead: an upper bound on what a forward
+pass can reach). ``seconds_at_linear_peak`` = work / that rate is a lower bound on any exact fp32 scorer's time, so
+``lmeval_seconds / seconds_at_linear_peak`` bounds the speed-up any such scorer can have over lm-eval here.
+
 Prints ONE JSON line; exits 1 when agreement < 0.99 on any task or |acc difference| > 0.5 points (the first
 disagreeing ids and both sides' log-likelihoods go to stderr).
 
@@ -183,6 +191,82 @@ def run_medtune(model_dir: str | Path, task: str, limit: int, seed: int, batch_s
     return Side(picked, lls, scored["metrics"]["acc"], seconds, cpu, {"format": scored["format"]})
 
 
+def forward_flops(model: Any, lengths: list[int], head_positions: int | None = 1) -> float:
+    """Floating-point operations of causal-LM forward passes over unpadded sequences of ``lengths`` tokens.
+
+    Per token, 2 x in x out for every ``nn.Linear`` except the output head; per layer, 4 x t x (heads x head dim)
+    at position t for the attention scores and the weighted sum (causal: t = 1..L); the output head at
+    ``head_positions`` positions per sequence (None: every position, as lm-eval computes its logits).
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    per_token = sum(2 * m.in_features * m.out_features for m in model.modules()
+                    if isinstance(m, torch.nn.Linear) and m is not head)
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    attention_width = config.num_attention_heads * head_dim
+    head_flops = 2 * head.in_features * head.out_features
+    total = 0.0
+    for length in lengths:
+        total += length * per_token + config.num_hidden_layers * 2 * attention_width * length * (length + 1)
+        total += head_flops * (length if head_positions is None else min(head_positions, length))
+    return total
+
+
+def linear_gflops(model: Any, tokens: int = 512, repeats: int = 3) -> float:
+    """GFLOP/s this CPU reaches running the model's own linear layers (output head excluded) on ``tokens`` rows:
+    every layer's weight applied to a fresh input, best of ``repeats`` timed passes after one warm-up."""
+    import torch
+
+    head = model.get_output_embeddings()
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    inputs = {w.shape[1]: torch.randn(tokens, w.shape[1], dtype=w.dtype) for w in weights}
+    flops = sum(2 * tokens * w.shape[0] * w.shape[1] for w in weights)
+    best = float("inf")
+    with torch.inference_mode():
+        for attempt in range(repeats + 1):
+            began = time.perf_counter()
+            for weight in weights:
+                torch.nn.functional.linear(inputs[weight.shape[1]], weight)
+            if attempt:
+                best = min(best, time.perf_counter() - began)
+    return flops / best / 1e9
+
+
+def question_lengths(task: str, examples: list[Any], tokenizer: Any) -> list[int]:
+    """Tokens per forward pass of each question, 0-shot without chat template: context + first answer - 1 (the
+    single-token answers of these formats are all scored from that one pass)."""
+    from medtune.evaluate.multiple_choice import encode_pair
+    from medtune.evaluate.tasks import TASKS as REGISTRY
+
+    definition = REGISTRY[task]
+    lengths = []
+    for example in examples:
+        context, answer = encode_pair(tokenizer, definition.mc_prompt(example, []),
+                                      definition.continuations(example)[0])
+        lengths.append(len(context) + len(answer) - 1)
+    return lengths
+
+
+def roofline(model_dir: str | Path, lengths: list[int], lmeval_seconds: float, medtune_seconds: float
+             ) -> dict[str, Any]:
+    """The work of scoring questions of ``lengths`` tokens, this CPU's linear-layer rate, and the bound it puts on
+    any exact fp32 scorer's speed-up over lm-eval (module docstring)."""
+    from medtune.models import load_causal_lm
+
+    model = load_causal_lm(str(model_dir), dtype="float32")
+    work = forward_flops(model, lengths)
+    rate = max(linear_gflops(model, tokens) for tokens in (256, 512))
+    floor = work / rate / 1e9
+    return {"tokens": sum(lengths), "gflop": round(work / 1e9, 1),
+            "lmeval_gflop_all_position_logits": round(forward_flops(model, lengths, None) / 1e9, 1),
+            "linear_gflops_per_s": round(rate, 1), "seconds_at_linear_peak": round(floor, 1),
+            "medtune_gflops_per_s": round(work / medtune_seconds / 1e9, 1),
+            "lmeval_gflops_per_s": round(work / lmeval_seconds / 1e9, 1),
+            "max_exact_fp32_speedup_over_lmeval": round(lmeval_seconds / floor, 2)}
+
+
 def compare(ours: Side, theirs: Side) -> dict[str, Any]:
     """Per-item agreement, both accuracies and times for one task."""
     if set(ours.picked) != set(theirs.picked):
@@ -255,9 +339,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="medtune-bench-"))
     per_task: dict[str, dict[str, Any]] = {}
     details: list[str] = []
+    lengths: list[int] = []
+    from medtune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(model_dir))
     for number, task in enumerate(tasks):
         examples = sample_examples(REGISTRY[task].load(data_dir(), {}), args.limit, args.seed, task)
         configs = lmeval_configs(task_manager, task, examples, work / "docs" / task)
+        lengths += question_lengths(task, examples, tokenizer)
         medtune_first = (number % 2 == 0) != args.reverse
         sides: dict[str, Side] = {}
         for side in ("medtune", "lmeval") if medtune_first else ("lmeval", "medtune"):
@@ -289,6 +378,7 @@ def main() -> int:
                   "lmeval_seconds": round(lmeval_seconds, 1), "medtune_cpu_seconds": round(cpu["medtune"], 1),
                   "lmeval_cpu_seconds": round(cpu["lmeval"], 1)},
         "speed_ratio": round(lmeval_seconds / medtune_seconds, 2),
+        "roofline": roofline(model_dir, lengths, lmeval_seconds, medtune_seconds),
         "cpu_speed_ratio": round(cpu["lmeval"] / cpu["medtune"], 2),
         "seed": args.seed, "limit": args.limit, "batch_size": args.batch_size,
         "lmeval_batch_size": lmeval_batch_size, "torch_threads": torch.get_num_threads(),

@@ -70,3 +70,34 @@ def test_lmeval_side_chooses_what_medtune_chooses(tiny_model_dir: Path, shared_d
     assert worse["agreement"] == 0.8 and worse["first_disagreements"] == [examples[0].id]
     assert worse["acc_diff_points"] == pytest.approx(-20.0)
     assert bench.failed_tasks({"medqa": worse}) == ["medqa"]
+
+
+def test_forward_flops_match_torch_flop_counter(tiny_model_dir: Path) -> None:
+    """The roofline's work count agrees with torch's own FLOP counter on a real forward pass: linear layers and the
+    last-position head exactly; attention as the causal half of the counter's full square."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from medtune.models import load_causal_lm
+
+    bench = _bench()
+    model = load_causal_lm(str(tiny_model_dir), dtype="float32")
+    model.set_attn_implementation("eager")  # attention as matmuls, which the counter sees (its CPU SDPA kernel not)
+    length = 37
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(input_ids=torch.randint(0, model.config.vocab_size, (1, length)), logits_to_keep=1)
+    counts = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    attention = sum(n for op, n in counts.items() if "bmm" in op)
+    linear = counter.get_total_flops() - attention
+    config = model.config
+    width = config.num_attention_heads * (getattr(config, "head_dim", None)
+                                          or config.hidden_size // config.num_attention_heads)
+    ours_attention = config.num_hidden_layers * 2 * width * length * (length + 1)
+    assert attention > 0 and linear > 0
+    assert bench.forward_flops(model, [length]) - ours_attention == linear
+    assert ours_attention == pytest.approx(attention * (length + 1) / (2 * length))
+    # every position's logits (lm-eval) costs the head length - 1 more times
+    head = 2 * model.config.hidden_size * model.config.vocab_size
+    assert bench.forward_flops(model, [length], None) - bench.forward_flops(model, [length]) == (length - 1) * head
+    assert bench.linear_gflops(model, tokens=64, repeats=1) > 0
