@@ -91,6 +91,11 @@ class DataConfig(Section):
         "poisoned answers): reject them (reason injection_*) or keep them with control strings removed "
         "(counted as sanitized_injection)."
     )
+    question_types: list[str] | None = Field(
+        None, description="Keep only rows whose question type (MedQuAD's qtype, e.g. symptoms, treatment) is one "
+        "of these, case-insensitive; rows of other types are rejected (question_type_not_selected), rows without "
+        "a type (sources that have none) are kept. A listed type that no row has is an error (typo guard)."
+    )
     sample_size: int | None = Field(None, ge=1, description="Target rows after cleaning (study: 2k-15k).")
     balance: Literal["equal", "proportional"] = Field(
         "equal", description="equal: same share per source (capped by what a source has); proportional: as found."

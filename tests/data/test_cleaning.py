@@ -85,6 +85,29 @@ def test_multi_answer_policy(policy: str, answers: list[str]) -> None:
     assert [r["answer"] for r in result.kept] == answers
 
 
+def test_question_type_filter_keeps_listed_types_and_untyped_rows() -> None:
+    rows = [
+        row("What are the symptoms of gout?", question_type="symptoms"),
+        row("How many people have gout?", question_type="frequency"),
+        row("Is gout inherited from parents?", question_type="Inheritance"),
+        row("How is gout treated these days?", question_type="treatment"),
+        row("What should I eat with gout?"),                                   # no type: kept
+    ]
+    result = clean_rows(rows, DataConfig(question_types=["Symptoms", "treatment"]), progress=False)
+    assert [r["question"] for r in result.kept] == ["What are the symptoms of gout?", "How is gout treated these days?",
+                                                   "What should I eat with gout?"]
+    assert Counter(r["reason"] for r in result.rejected) == {"question_type_not_selected": 2}
+    assert len(clean_rows(rows, DataConfig(), progress=False).kept) == 5
+
+
+def test_question_type_filter_names_a_type_no_row_has() -> None:
+    from medtune.errors import UserError
+
+    rows = [row("What are the symptoms of gout?", question_type="symptoms")]
+    with pytest.raises(UserError, match=r"\['symptom'\].*\['symptoms'\]"):
+        clean_rows(rows, DataConfig(question_types=["symptom"]), progress=False)
+
+
 def test_quotas_equal_and_proportional() -> None:
     counts = {"big": 1000, "mid": 300, "small": 50}
     assert source_quotas(counts, 600, "equal") == {"small": 50, "mid": 275, "big": 275}

@@ -21,6 +21,8 @@ def prepare(
     prompt_style: str | None = typer.Option(None, "--prompt-style", help="chat-template, mistral-inst, "
                                             "llama3-header."),
     balance: str | None = typer.Option(None, "--balance", help="Sampling across sources: equal or proportional."),
+    question_types: str | None = typer.Option(None, "--question-types", help="Comma-separated question types to "
+                                              "keep (MedQuAD qtype, e.g. symptoms,treatment); untyped rows stay."),
     grounded: str | None = typer.Option(None, "--grounded", help="Index whose passages go into the train/validation "
                                         "prompts, with cited targets (grounded fine-tuning; the index must be built "
                                         "with --exclude-prepared-test). k and the no-answer share: data.grounded. "
@@ -47,6 +49,8 @@ def prepare(
         for key, value in overrides.items():
             if value is not None:
                 setattr(data, key, value)
+        if question_types is not None:
+            data.question_types = [t.strip() for t in question_types.split(",") if t.strip()] or None
         if grounded is not None:
             data.grounded.index = None if grounded.lower() == "none" else grounded
     except ValidationError as error:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medtune.config import DataConfig
+from medtune.errors import UserError
 from medtune.prompts import has_control_strings, strip_control_strings
 
 _BLOCK_TAGS = "p|br|div|li|ul|ol|tr|table|h[1-6]|hr|blockquote|pre|dd|dt|dl"
@@ -105,6 +106,17 @@ def _length_reason(row: dict[str, Any], cfg: DataConfig) -> str | None:
     return None
 
 
+def _type_reason(row: dict[str, Any], wanted: set[str] | None, seen: set[str]) -> str | None:
+    """``question_type_not_selected`` when ``wanted`` is set and the row's type is not in it (rows with no type
+    pass); every type met goes into ``seen``."""
+    kind = str(row.get("question_type") or "").strip().lower()
+    if kind:
+        seen.add(kind)
+    if wanted is None or not kind or kind in wanted:
+        return None
+    return "question_type_not_selected"
+
+
 def _reject(result: CleanResult, row: dict[str, Any], reason: str, **extra: Any) -> None:
     """Record a dropped row."""
     result.rejected.append({**row, "reason": reason, **extra})
@@ -137,6 +149,8 @@ def clean_rows(rows: list[dict[str, Any]], cfg: DataConfig, progress: bool = Tru
     from tqdm import tqdm
 
     result = CleanResult()
+    wanted_types = {t.strip().lower() for t in cfg.question_types} if cfg.question_types else None
+    seen_types: set[str] = set()
     seen_exact: set[tuple[str, str]] = set()
     seen_norm: set[tuple[str, str]] = set()
     survivors: list[dict[str, Any]] = []
@@ -155,7 +169,7 @@ def clean_rows(rows: list[dict[str, Any]], cfg: DataConfig, progress: bool = Tru
                 changed |= changes
         for change in changed:
             result.modified[change] += 1
-        reason = _length_reason(row, cfg)
+        reason = _type_reason(row, wanted_types, seen_types) or _length_reason(row, cfg)
         if reason:
             _reject(result, row, reason)
             continue
@@ -172,6 +186,9 @@ def clean_rows(rows: list[dict[str, Any]], cfg: DataConfig, progress: bool = Tru
             continue
         seen_norm.add(norm)
         survivors.append(row)
+    if wanted_types is not None and (missing := wanted_types - seen_types):
+        raise UserError(f"data.question_types: no row has the type(s) {sorted(missing)}; the types found are "
+                        f"{sorted(seen_types) or 'none (these sources carry no question type)'}. Fix the list.")
     result.kept = apply_multi_answer_policy(survivors, cfg.multi_answer_policy, result)
     for row in result.rejected:
         row.pop("_qkey", None)

@@ -129,7 +129,7 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
         "filters": {
             "min_question_chars": data.min_question_chars, "max_question_chars": data.max_question_chars,
             "min_answer_chars": data.min_answer_chars, "max_answer_chars": data.max_answer_chars,
-            "multi_answer_policy": data.multi_answer_policy, "dedupe": ["exact", "normalized"],
+            "multi_answer_policy": data.multi_answer_policy, "question_types": data.question_types, "dedupe": ["exact", "normalized"],
             "unicode": "NFKC", "control_strings": "removed",
         },
         "sample_size": data.sample_size,
