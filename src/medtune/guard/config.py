@@ -65,6 +65,11 @@ class Templates(_Strict):
         description="When an answer exceeds a maximum daily dose; {drug} {amount} {limit} {note}."
     )
     otc_dose_warning: str = Field(description="Above the OTC limit but within the prescription maximum.")
+    unsupported_language: str = Field(description="Reply to a message in a language the guard cannot read, "
+                                      "before any model call; {language} is its name.")
+    emergency_line_by_language: dict[str, str] = Field(
+        default_factory=dict, description="The emergency-number line in other languages (ISO 639-1 code -> "
+        "text), put first in the unsupported-language reply.")
 
 
 class GuardConfig(_Strict):
@@ -83,6 +88,10 @@ class GuardConfig(_Strict):
     check_doses: bool = Field(True, description="Flag dose expressions and maximum daily doses in answers.")
     check_output: bool = Field(True, description="Flag unsafe advice in answers (stop a prescription, claims "
                                "to be a doctor, echoed injected instructions).")
+    check_language: bool = Field(True, description="Reply with emergency numbers, not an unchecked answer, to a "
+                                 "message the checks cannot read (not in supported_languages).")
+    supported_languages: list[str] = Field(["en"], min_length=1, description="ISO 639-1 codes the classifier "
+                                           "and rules were written for.")
     classifier: bool = Field(True, description="Use the learned intent classifier (needs medtune[guard]).")
     classifier_path: str | None = Field(None, description="A classifier built by `medtune guard train` "
                                         "(default: the one shipped in the package).")

@@ -24,6 +24,7 @@ from typing import Literal
 from medtune.guard import rules
 from medtune.guard.config import GuardConfig, default_guard_config, load_guard_config
 from medtune.guard.doses import check_max_doses, find_doses
+from medtune.guard.language import LanguageCheck, language_name
 from medtune.guard.moderators import build_moderators
 from medtune.guard.output_checks import check_answer
 
@@ -41,12 +42,13 @@ class GuardDecision:
     """Result of :meth:`Guard.check_input`."""
 
     action: Action
-    category: str             # "ok", "emergency:<kind>", "refuse:<kind>", "defer:<kind>", "injection"
+    category: str             # "ok", "emergency:<kind>", "refuse:<kind>", "defer:<kind>", "injection",
+    #                           "defer:language:<ISO 639-1 code>" (a message the checks cannot read)
     reason: str
     response: str | None      # the canned reply for emergency/refuse/defer (None for answer)
     sanitized_input: str      # normalised; control strings and injection phrases removed
     injection_detected: bool
-    layer: str = "policy"     # sanitizer | classifier | rules | conversation | moderator:<name> | policy
+    layer: str = "policy"     # sanitizer | classifier | rules | conversation | language | moderator:<name> | policy
     scores: dict[str, float] = field(default_factory=dict)   # classifier probabilities (risk classes: max)
 
 
@@ -65,7 +67,8 @@ class _Signals:
     """What the layers found in one message."""
 
     text: str
-    injected: bool
+    injected: bool            # by the sanitizer or the classifier
+    sanitized_away: bool      # the sanitizer removed control strings or injection phrases
     notes: list[str]
     flagged: dict[str, str]   # intent class -> the learned layer that flagged it (classifier, moderator:<name>)
     kind: str | None
@@ -93,6 +96,7 @@ class Guard:
 
             self.classifier = load_classifier(self.config.classifier_path)
         self.moderators = build_moderators(self.config.moderators)
+        self.language = LanguageCheck(self.config.supported_languages) if self.config.check_language else None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Guard:
@@ -144,7 +148,7 @@ class Guard:
         hits = rules.rule_hits(sanitized, cfg.check_emergency, cfg.check_refusal, cfg.check_diagnosis) \
             if sanitized else {}
         injected = bool(control or phrases) or "injection" in flagged
-        return _Signals(sanitized, injected, notes, flagged, kind, scores, hits)
+        return _Signals(sanitized, injected, bool(control or phrases), notes, flagged, kind, scores, hits)
 
     def check_input(self, user_text: str, history: list[dict[str, str]] | None = None) -> GuardDecision:
         """Decide what to do with a user's message (and the earlier user turns of ``history``)."""
@@ -177,6 +181,12 @@ class Guard:
             return self._decide("refuse", "injection", "only injection phrases, nothing left to answer" + suffix,
                                 self._with_disclaimer(templates.injection_empty), sig, True, user_text,
                                 "sanitizer")
+        if self.language is not None and (code := self.language.unsupported_language(sig.text)):
+            # after the emergency checks (a red flag they do read still gets the referral), before the
+            # classifier's other classes, which read an unsupported language as noise or as an injection
+            return self._decide("defer", f"defer:language:{code}", f"message in {language_name(code)}, which "
+                                "the checks cannot read" + suffix, self._unsupported_language_reply(code), sig,
+                                sig.sanitized_away, user_text, "language")
         if "injection" in sig.flagged:
             return self._decide("refuse", "injection", "instructions aimed at the assistant" + suffix,
                                 self._with_disclaimer(templates.injection_refused), sig, True, user_text,
@@ -221,6 +231,13 @@ class Guard:
         reply = templates.emergency.format(kind_line=templates.emergency_kinds.get(kind, ""),
                                            kind=kind.replace("_", " "))
         return self._with_disclaimer(reply)
+
+    def _unsupported_language_reply(self, code: str) -> str:
+        """Emergency numbers (in the message's language when a line is configured), then why there is no answer."""
+        templates = self.config.templates
+        own = templates.emergency_line_by_language.get(code, "").strip()
+        reply = templates.unsupported_language.format(language=language_name(code))
+        return self._with_disclaimer(f"{own}\n\n{reply}" if own else reply)
 
     def _with_disclaimer(self, reply: str) -> str:
         """A canned reply followed by the disclaimer."""
