@@ -147,8 +147,9 @@ class Guard:
                 notes.append(f"moderator {moderator.name}: {name}")
         hits = rules.rule_hits(sanitized, cfg.check_emergency, cfg.check_refusal, cfg.check_diagnosis) \
             if sanitized else {}
-        injected = bool(control or phrases) or "injection" in flagged
-        return _Signals(sanitized, injected, bool(control or phrases), notes, flagged, kind, scores, hits)
+        sanitized_away = bool(control or phrases)
+        injected = sanitized_away or "injection" in flagged
+        return _Signals(sanitized, injected, sanitized_away, notes, flagged, kind, scores, hits)
 
     def check_input(self, user_text: str, history: list[dict[str, str]] | None = None) -> GuardDecision:
         """Decide what to do with a user's message (and the earlier user turns of ``history``)."""

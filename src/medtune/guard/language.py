@@ -6,12 +6,12 @@ clearly not in a supported language, and the guard answers those with a notice t
 numbers instead of answering unchecked.
 
 Two independent detectors must agree that the message is not supported (short English questions fool either one
-alone: "does hand sanitizer kill norovirus"), and when English is supported the message must hold no English
-function word ("how", "what", "you" ...; words other languages share, such as "de", "no" or "is", do not count
-unless they open the message: "Is Rett syndrome fatal?"): langdetect (a port of Google's language-detection, naive Bayes over
+alone: "does hand sanitizer kill norovirus"): langdetect (a port of Google's language-detection, naive Bayes over
 character n-grams, seeded so it is deterministic) and Lingua (n-gram models of 75 languages, low-accuracy mode:
-~0.5 s to load, ~100 MB, instead of ~9 s and ~1 GB). Lingua runs only when langdetect already says "not
-supported", so an English message costs one langdetect call. Both load on first use.
+~0.5 s to load, ~100 MB, instead of ~9 s and ~1 GB). When English is supported the message must also hold no
+English function word ("how", "what", "you" ...; words other languages share, such as "de", "no" or "is", do not
+count unless they open the message: "Is Rett syndrome fatal?"). Lingua runs only when langdetect already says
+"not supported", so an English message costs at most one langdetect call. Both load on first use.
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ MIN_LETTERS = 8
 MIN_LATIN_WORDS = 3
 #: scikit-learn's English stop words that are also everyday words of other Latin-script languages ("de", "no",
 #: "me", "un", "in", "is", "was", "also" ...): they are no evidence that a message is English.
-_SHARED_FUNCTION_WORDS = frozenset(
-    ["a", "also", "am", "an", "are", "as", "co", "con", "de", "do", "due", "eg", "etc", "has", "he", "i", "ie", "in", "inc", "is", "ltd", "me", "mine", "no", "nor", "on", "or", "per", "re", "six", "so", "ten", "top", "un", "via", "was", "will"])
+_SHARED_FUNCTION_WORDS = frozenset([
+    "a", "also", "am", "an", "are", "as", "co", "con", "de", "do", "due", "eg", "etc", "has", "he", "i", "ie", "in",
+    "inc", "is", "ltd", "me", "mine", "no", "nor", "on", "or", "per", "re", "six", "so", "ten", "top", "un", "via",
+    "was", "will",
+])
 #: Words that open an English question. Some are shared words above ("is", "are", "do", "has" ...), but as the
 #: first word of a message they mark English ("Is Rett syndrome fatal?", which both detectors read as Italian).
-_ENGLISH_OPENERS = frozenset(
-    ["are", "can", "could", "did", "do", "does", "has", "have", "how", "is", "should", "what", "when", "where", "which", "who", "why", "would"])
+_ENGLISH_OPENERS = frozenset([
+    "are", "can", "could", "did", "do", "does", "has", "have", "how", "is", "should", "what", "when", "where",
+    "which", "who", "why", "would",
+])
 
 
 @dataclass(frozen=True)
@@ -42,11 +47,6 @@ class LanguageVerdict:
 
     langdetect: str | None
     lingua: str | None
-
-    @property
-    def language(self) -> str | None:
-        """Lingua's reading (the more accurate of the two on short texts), else langdetect's."""
-        return self.lingua or self.langdetect
 
 
 @cache
@@ -114,9 +114,7 @@ class LanguageCheck:
         if "en" in self.supported and (words[0] in _ENGLISH_OPENERS
                                        or any(word in _english_function_words() for word in words)):
             return None
-        verdict = self.read(text)
-        if verdict.langdetect is None or verdict.lingua is None:
-            return None
-        if verdict.langdetect.split("-")[0] in self.supported or verdict.lingua in self.supported:
-            return None
-        return verdict.language
+        # read() asks Lingua only after langdetect found an unsupported language, so a Lingua reading means both
+        # detectors ran; Lingua's is the one reported (the more accurate of the two on short texts)
+        lingua = self.read(text).lingua
+        return None if lingua is None or lingua in self.supported else lingua
