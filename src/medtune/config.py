@@ -74,6 +74,34 @@ class GroundedConfig(Section):
     )
 
 
+class DistillConfig(Section):
+    """Self-distillation (``medtune.data.distill``): the train split's targets become the model's own consensus
+    answers, sampled under the training prompt and filtered (rejection sampling + minimum-Bayes-risk selection)."""
+
+    enabled: bool = Field(False, description="Replace the train targets by the model's chosen answers.")
+    model: str | None = Field(None, description="Model that writes the answers; null = the recipe's own model.")
+    sources: list[str] | None = Field(None, description="Distil only train rows of these source kinds (e.g. "
+                                      "[chatdoctor]: consumer questions); train rows of other sources are dropped "
+                                      "(distill_other_source) and stay in validation/test. null = every source.")
+    limit: int | None = Field(None, ge=1, description="A seeded random sample of this many train questions is "
+                              "distilled; the other train rows are dropped (distill_not_sampled). Generation costs "
+                              "~1 s per sample for a 135M model on 2 CPU cores.")
+    samples: int = Field(4, ge=1, le=32, description="Answers written per question (the consensus needs >= 3).")
+    temperature: float = Field(0.8, gt=0, description="Sampling temperature of the answers.")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(288, ge=1, description="Answer budget; a sample that reaches it is rejected "
+                                "(truncated). Keep prompt + this within model.max_seq_length.")
+    repetition_penalty: float = Field(1.1, gt=0, description="Over the answer only, as the demo serves.")
+    batch_size: int = Field(32, ge=1)
+    max_repeated_3gram_fraction: float = Field(0.05, ge=0, le=1, description="Samples repeating more of their "
+                                               "3-grams are rejected (repetitive).")
+    require_care_advice: bool = Field(False, description="Reject samples that never advise seeing a clinician or "
+                                      "seeking care (no_care_advice).")
+    min_reference_cosine: float | None = Field(None, ge=-1, le=1, description="The chosen answer must be at least "
+                                               "this close (MiniLM cosine) to the row's reference answer; null = "
+                                               "not checked.")
+
+
 class DataConfig(Section):
     """How raw QA sets become a clean, split, model-formatted dataset (``medtune prepare``)."""
 
@@ -112,14 +140,21 @@ class DataConfig(Section):
         default_factory=GroundedConfig,  # type: ignore[arg-type]
         description="Retrieval-augmented training prompts with cited targets.",
     )
+    distill: DistillConfig = Field(
+        default_factory=DistillConfig,  # type: ignore[arg-type]
+        description="Self-distillation: the train targets become the model's own consensus answers.",
+    )
     seed: int = 42
 
     @model_serializer(mode="wrap")
-    def _omit_grounded_when_off(self, handler: Any) -> dict[str, Any]:
-        """Leave ``grounded`` out while it is off, so recipes without it keep their data hash and recipe hash."""
+    def _omit_sections_when_off(self, handler: Any) -> dict[str, Any]:
+        """Leave ``grounded`` and ``distill`` out while they are off, so recipes without them keep their data hash
+        and recipe hash."""
         dumped = dict(handler(self))
         if self.grounded.index is None:
             dumped.pop("grounded", None)
+        if not self.distill.enabled:
+            dumped.pop("distill", None)
         return dumped
 
     @field_validator("split")

@@ -70,3 +70,9 @@ def test_recipe_data_section_with_flag_overrides(tmp_path: Path, qa_csv: Path) -
     assert (manifest["seed"], manifest["sample_size"], manifest["kept"]) == (9, 20, 20)
     assert manifest["prompt_style"] == "llama3-header" and manifest["by_source"] == {"mine": 20}
     assert manifest["rejected"] == {"question_too_short": 1, "not_sampled": 10}
+
+
+def test_a_bad_distill_value_is_one_clear_line(tmp_path: Path, qa_csv: Path) -> None:
+    done = run("prepare", "--source", f"csv:{qa_csv}", "--map", "question=Q,answer=A", "--out", "out",
+               "--prompt-style", "mistral-inst", "--distill", "lots", cwd=tmp_path)
+    assert done.returncode == 2 and "--distill lots" in done.stderr and "Traceback" not in done.stderr

@@ -21,6 +21,17 @@ def test_shipped_grids_are_valid() -> None:
     assert len(cells(choices)) == 2 and choices.eval is not None and choices.eval.decoding
 
 
+def test_a_nested_axis_sets_a_key_of_a_sub_section() -> None:
+    from medtune.config import find_recipe, load_recipe
+    from medtune.train.ablate import cell_recipe
+
+    base = load_recipe(find_recipe("smollm2-135m/distilled")).model_dump(mode="json")
+    recipe = cell_recipe(base, "g", 1, {"data.distill.require_care_advice": True, "data.distill.samples": 5})
+    assert recipe.data.distill.require_care_advice and recipe.data.distill.samples == 5
+    assert recipe.data.distill.limit == 256 and recipe.name == "g-01"  # the rest of the section is kept
+    assert not load_recipe(find_recipe("smollm2-135m/distilled")).data.distill.require_care_advice
+
+
 def test_unknown_axis_is_a_user_error(tmp_path: Path) -> None:
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"name": "g", "base": "smollm2-135m/tiny", "grid": {"rank": [4]}}))

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from medtune.config import DataConfig
+from medtune.data.distill import check_compatible, distill_train_split
+from medtune.data.export import write_jsonl
 from medtune.errors import UserError
 from medtune.prompts import PROMPT_STYLES, render_example, training_system_prompt
 
@@ -75,6 +77,9 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
     if data.min_question_chars > data.max_question_chars or data.min_answer_chars > data.max_answer_chars:
         raise UserError("data: a min_*_chars is larger than its max_*_chars; fix the length filter.")
     _check_out_dir(out_dir)
+    incompatible = check_compatible(data.distill, data.grounded.index)
+    if incompatible:
+        raise UserError(incompatible)
     grounding = None
     if data.grounded.index:  # fails fast when the index is missing or keeps the test answers
         from medtune.data.grounded import GroundedBuilder
@@ -115,6 +120,17 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
     format_rows(selected, data.prompt_style, tokenizer, system_prompt, progress=progress)
     grounded = grounding.apply(splits, data.prompt_style, tokenizer, system_prompt, out_dir, data.seed,
                                progress=progress) if grounding is not None else None
+    distilled = None
+    if data.distill.enabled:
+        splits["train"], dropped, records, distilled = distill_train_split(
+            splits["train"], data.distill, model_name or DEFAULT_MODEL, style=data.prompt_style, tokenizer=tokenizer,
+            system_prompt=system_prompt, seed=data.seed, progress=progress)
+        rejected.extend(dropped)
+        selected = [row for split in splits.values() for row in split]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out_dir / "distill.jsonl", records)
+    else:
+        (out_dir / "distill.jsonl").unlink(missing_ok=True)  # a stale record of an earlier prepare into this folder
 
     reasons = Counter(row["reason"] for row in rejected)
     manifest: dict[str, Any] = {
@@ -140,6 +156,7 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
         "system_prompt_setting": data.system_prompt,
         "model": model_name if data.prompt_style == "chat-template" else None,
         **({"grounded": grounded} if grounded else {}),
+        **({"distill": distilled} if distilled else {}),
         "output_dir": str(out_dir.resolve()),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

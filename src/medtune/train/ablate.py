@@ -150,8 +150,11 @@ def cell_recipe(base: dict[str, Any], grid_name: str, index: int, cell: dict[str
 
     raw = copy.deepcopy(base)
     for axis, value in cell.items():
-        section, key = AXES.get(axis, axis).split(".", 1)
-        raw.setdefault(section, {})[key] = value
+        *parents, key = AXES.get(axis, axis).split(".")
+        node = raw
+        for parent in parents:  # data.distill.require_care_advice: nested sections
+            node = node.setdefault(parent, {})
+        node[key] = value
     raw["name"] = f"{grid_name}-{index:02d}"
     return recipe_from_dict(raw, f"{grid_name} cell {index} {cell}")
 
