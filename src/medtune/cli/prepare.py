@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medtune.cli._console import console, err_console
+
+if TYPE_CHECKING:
+    from medtune.config import DataConfig
 
 
 def prepare(
@@ -83,11 +87,11 @@ def prepare(
     console.print(f"text changed by cleaning: {changed}. Dropped rows with reasons: {out / 'rejected.jsonl'}")
 
 
-def _set_distill(data: object, value: str) -> None:
+def _set_distill(data: DataConfig, value: str) -> None:
     """Apply ``--distill N|all|none`` to the data section."""
     from medtune.errors import UserError
 
-    settings = data.distill  # type: ignore[attr-defined]
+    settings = data.distill
     text = value.strip().lower()
     if text == "none":
         settings.enabled = False
