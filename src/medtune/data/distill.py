@@ -260,13 +260,5 @@ def _summary(settings: DistillConfig, generator: str, records: list[dict[str, An
     }
 
 
-def check_compatible(settings: DistillConfig, grounded_index: str | None) -> str | None:
-    """A reason the distillation settings cannot be used with the rest of the data section (None when fine)."""
-    if settings.enabled and grounded_index:
-        return ("data.distill and data.grounded cannot be combined: grounded targets cite passages the model's own "
-                "answers do not; turn one of them off.")
-    return None
-
-
-__all__ = ["CARE_ADVICE", "Sample", "advises_care", "check_compatible", "choose", "consensus_scores",
+__all__ = ["CARE_ADVICE", "Sample", "advises_care", "choose", "consensus_scores",
            "distill_train_split", "generation_settings"]

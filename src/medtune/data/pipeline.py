@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.config import DataConfig
-from medtune.data.distill import check_compatible, distill_train_split
+from medtune.data.distill import distill_train_split
 from medtune.data.export import write_jsonl
 from medtune.errors import UserError
 from medtune.prompts import PROMPT_STYLES, render_example, training_system_prompt
@@ -77,9 +77,9 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
     if data.min_question_chars > data.max_question_chars or data.min_answer_chars > data.max_answer_chars:
         raise UserError("data: a min_*_chars is larger than its max_*_chars; fix the length filter.")
     _check_out_dir(out_dir)
-    incompatible = check_compatible(data.distill, data.grounded.index)
-    if incompatible:
-        raise UserError(incompatible)
+    if data.distill.enabled and data.grounded.index:
+        raise UserError("data.distill and data.grounded cannot be combined: grounded targets cite passages the "
+                        "model's own answers do not; turn one of them off.")
     grounding = None
     if data.grounded.index:  # fails fast when the index is missing or keeps the test answers
         from medtune.data.grounded import GroundedBuilder
