@@ -180,7 +180,7 @@ class LoraConfig(Section):
 
 
 class TrainConfig(Section):
-    """Supervised fine-tuning settings (TRL SFTTrainer)."""
+    """Fine-tuning settings: supervised (TRL SFTTrainer) or preference optimisation (TRL DPOTrainer)."""
 
     run_name: str | None = Field(None, description="Run folder prefix (default: recipe name).")
     epochs: float = Field(1.0, gt=0)
@@ -207,6 +207,16 @@ class TrainConfig(Section):
         "no faster than padding-free batches: see bench/train_throughput.py --order packing,medtune).",
     )
     completion_only_loss: bool = Field(True, description="Loss on the answer only; prompt tokens masked.")
+    objective: Literal["sft", "dpo"] = Field(
+        "sft", description="sft: supervised fine-tuning on the train targets (TRL SFTTrainer). dpo: direct preference "
+        "optimisation (TRL DPOTrainer) on OUT/preferences.jsonl, the chosen/rejected answer pairs `prepare` writes "
+        "with data.distill; the LoRA adapter is the policy and the base model (adapter off) the reference."
+    )
+    dpo_beta: float = Field(0.1, gt=0, description="DPO's beta: how far the policy may move from the reference.")
+    dpo_sft_weight: float = Field(
+        1.0, ge=0, description="Weight of the negative log-likelihood of the chosen answer added to the DPO loss "
+        "(TRL loss_type [sigmoid, sft], as in RPO); 0 = DPO alone."
+    )
     neftune_noise_alpha: float | None = Field(
         None, gt=0, description="NEFTune: uniform noise of this scale on the input embeddings while training "
         "(the Trainer's neftune_noise_alpha; 5 in the NEFTune paper). None = off."

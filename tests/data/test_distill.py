@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from medtune.config import DataConfig, DistillConfig, SourceSpec
-from medtune.data.distill import Sample, advises_care, choose, consensus_scores
+from medtune.data.distill import (
+    Sample,
+    advises_care,
+    choose,
+    consensus_scores,
+    least_preferred,
+    preference_pairs,
+)
 from medtune.data.pipeline import prepare
 from medtune.errors import UserError
 
@@ -69,6 +76,22 @@ def test_choose_names_the_commonest_failure_when_nothing_passes() -> None:
     assert choose(samples, settings) == (None, "truncated")
 
 
+def test_the_rejected_side_is_the_failing_sample_furthest_from_the_consensus() -> None:
+    settings = DistillConfig(enabled=True, require_care_advice=True)
+    samples = [_sample(consensus=0.9, truncated=True), _sample(consensus=0.3, care=False), _sample(consensus=0.6),
+               _sample(consensus=0.5, repeated=0.2)]
+    assert least_preferred(samples, settings) == 1  # no care advice, and the least agreed-with
+    assert least_preferred(samples, settings.model_copy(update={"require_care_advice": False})) == 3
+    assert least_preferred([_sample(consensus=0.2), _sample(consensus=0.1)], settings) is None  # no stated reason
+
+
+def test_preference_pairs_come_from_rows_with_a_rejected_sample() -> None:
+    rows = [{"id": "a", "prompt": "P", "completion": "good", "rejected_completion": "bad",
+             "rejected_failure": "truncated"}, {"id": "b", "prompt": "Q", "completion": "fine"}]
+    assert preference_pairs(rows) == [{"id": "a", "prompt": "P", "chosen": "good", "rejected": "bad",
+                                       "rejected_failure": "truncated"}]
+
+
 def test_distill_is_left_out_of_the_data_hash_while_off() -> None:
     assert "distill" not in DataConfig().model_dump()
     assert DataConfig(distill={"enabled": True}).model_dump()["distill"]["samples"] == 4
@@ -118,3 +141,11 @@ def test_prepare_distils_the_train_split_only(shared_data: Path, tmp_path: Path)
     generated = {s["text"] for r in records for s in r["samples"]}
     validation = [json.loads(line) for line in (out / "validation.jsonl").read_text().splitlines()]
     assert validation and not {row["answer"] for row in validation} & generated  # references stay references
+    pairs = [json.loads(line) for line in (out / "preferences.jsonl").read_text().splitlines()]
+    assert len(pairs) == block["preference_pairs"] == sum(r["rejected"] is not None for r in records)
+    train_by_id = {row["id"]: row for row in train}
+    for pair in pairs:
+        record = by_id[pair["id"]]
+        worst = record["samples"][record["rejected"]]
+        assert pair["chosen"] == train_by_id[pair["id"]]["completion"] and pair["prompt"] == train_by_id[pair["id"]]["prompt"]
+        assert pair["rejected"].startswith(worst["text"]) and pair["rejected_failure"] == worst["failure"] is not None

@@ -109,7 +109,8 @@ def _print_distill(info: dict, out: Path) -> None:
     console.print(f"self-distilled by {info['model']}: {info['questions']:,} train questions x {info['samples']} "
                   f"samples -> {info['kept']:,} targets ({outcomes}); care advice in "
                   f"{info['care_advice_share']['samples']:.0%} of samples, {info['care_advice_share']['kept']:.0%} "
-                  f"of kept answers; every sample: {out / 'distill.jsonl'}", highlight=False)
+                  f"of kept answers; every sample: {out / 'distill.jsonl'}; {info.get('preference_pairs', 0):,} "
+                  f"preference pairs (train.objective: dpo): {out / 'preferences.jsonl'}", highlight=False)
 
 
 def _print_grounded(info: dict, out: Path) -> None:

@@ -20,6 +20,10 @@ outside the seeded ``limit`` sample as ``distill_not_sampled``. The validation a
 answers, so evaluation still scores against the references. Samples are cached per generator and decoding
 (``MEDTUNE_HOME/cache/distill``): changing a check or the limit re-selects without generating again.
 ``OUT/distill.jsonl`` records every sample with its checks and the reference it replaced.
+
+A kept question that also has a failing sample gives a preference pair, ``OUT/preferences.jsonl``: the chosen
+answer against the failing sample furthest from the consensus, with the reason it failed (``train.objective: dpo``
+trains on these pairs).
 """
 
 from __future__ import annotations
@@ -103,6 +107,21 @@ def choose(samples: list[Sample], settings: DistillConfig) -> tuple[int | None, 
     return max(passing, key=lambda i: samples[i].consensus), "kept"
 
 
+def least_preferred(samples: list[Sample], settings: DistillConfig) -> int | None:
+    """Index of the rejected side of a preference pair: the failing sample furthest from the consensus (None when
+    every sample passes, so no pair has a stated reason)."""
+    failing = [i for i, sample in enumerate(samples) if sample.failure(settings) is not None]
+    return min(failing, key=lambda i: samples[i].consensus) if failing else None
+
+
+def preference_pairs(train_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DPO pairs (``OUT/preferences.jsonl``) of the distilled train rows that have a rejected sample: the row's
+    prompt, its chosen target and the rejected sample, rendered alike, with the reason it was rejected."""
+    return [{"id": row["id"], "prompt": row["prompt"], "chosen": row["completion"],
+             "rejected": row["rejected_completion"], "rejected_failure": row["rejected_failure"]}
+            for row in train_rows if row.get("rejected_completion")]
+
+
 def _sample_rows(rows: list[dict[str, Any]], limit: int | None, seed: int) -> tuple[list[dict[str, Any]],
                                                                                        list[dict[str, Any]]]:
     """A seeded random ``limit`` of ``rows`` (all when None) and the rest, each in the original order."""
@@ -164,15 +183,21 @@ def distill_train_split(rows: list[dict[str, Any]], settings: DistillConfig, mod
             reference_cosine = float(vectors[start + index] @ references[number])
             if reference_cosine < float(settings.min_reference_cosine or 0.0):
                 index, reason = None, "far_from_reference"
+        worst = least_preferred(samples, settings) if index is not None else None
         records.append({"id": row["id"], "question": row["question"], "reference": row["answer"], "chosen": index,
-                        "outcome": reason, "reference_cosine": reference_cosine,
+                        "rejected": worst, "outcome": reason, "reference_cosine": reference_cosine,
                         "samples": [{**vars(s), "failure": s.failure(settings)} for s in samples]})
         if index is None:
             rejected.append({**row, "reason": f"distill_{reason}"})
             continue
         answer = samples[index].text
         prompt, completion = render_example(row["question"], answer, style, tokenizer, system_prompt)
-        kept.append({**row, "answer": answer, "prompt": prompt, "completion": completion})
+        pair = {}
+        if worst is not None:
+            pair = {"rejected_completion": render_example(row["question"], samples[worst].text, style, tokenizer,
+                                                          system_prompt)[1],
+                    "rejected_failure": samples[worst].failure(settings)}
+        kept.append({**row, "answer": answer, "prompt": prompt, "completion": completion, **pair})
     summary = _summary(settings, generator_name, records, len(not_sampled))
     return kept, rejected, records, summary
 
@@ -257,8 +282,9 @@ def _summary(settings: DistillConfig, generator: str, records: list[dict[str, An
         "samples_failing": dict(Counter(s["failure"] for s in samples if s["failure"]).most_common()),
         "care_advice_share": {"samples": share(samples, "care_advice"), "kept": share(kept, "care_advice")},
         "mean_new_tokens_kept": round(sum(s["new_tokens"] for s in kept) / len(kept), 1) if kept else 0.0,
+        "preference_pairs": sum(record["rejected"] is not None for record in records),
     }
 
 
 __all__ = ["CARE_ADVICE", "Sample", "advises_care", "choose", "consensus_scores",
-           "distill_train_split", "generation_settings"]
+           "distill_train_split", "generation_settings", "least_preferred", "preference_pairs"]

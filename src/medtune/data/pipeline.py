@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.config import DataConfig
-from medtune.data.distill import distill_train_split
+from medtune.data.distill import distill_train_split, preference_pairs
 from medtune.data.export import write_jsonl
 from medtune.errors import UserError
 from medtune.prompts import PROMPT_STYLES, render_example, training_system_prompt
@@ -129,8 +129,10 @@ def prepare(data: DataConfig, out_dir: Path, model_name: str | None = DEFAULT_MO
         selected = [row for split in splits.values() for row in split]
         out_dir.mkdir(parents=True, exist_ok=True)
         write_jsonl(out_dir / "distill.jsonl", records)
+        write_jsonl(out_dir / "preferences.jsonl", preference_pairs(splits["train"]))
     else:
-        (out_dir / "distill.jsonl").unlink(missing_ok=True)  # a stale record of an earlier prepare into this folder
+        for stale in ("distill.jsonl", "preferences.jsonl"):  # records of an earlier prepare into this folder
+            (out_dir / stale).unlink(missing_ok=True)
 
     reasons = Counter(row["reason"] for row in rejected)
     manifest: dict[str, Any] = {

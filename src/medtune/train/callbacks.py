@@ -41,6 +41,8 @@ class MetricsCallback(TrainerCallback):
                 grad_norm=logs.get("grad_norm"),
                 tokens=tokens,
                 tokens_per_s=round((tokens - self._last_tokens) / elapsed, 2) if elapsed > 0 else None,
+                # DPO's preference signals (rewards/margins, rewards/accuracies, logps/chosen, ...)
+                **{key: value for key, value in logs.items() if key.startswith(("rewards/", "logps/"))},
             )
             self._last_time, self._last_tokens = now, tokens
         elif "eval_loss" in logs:

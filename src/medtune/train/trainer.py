@@ -56,7 +56,11 @@ def ensure_prepared(recipe: Recipe) -> Path:
             )
         return path
     out = prepared_dir_for(recipe)
-    if (out / "manifest.json").is_file():
+    from medtune.train.preference import PREFERENCES
+
+    # a distilled folder prepared before preference pairs were written is prepared again (the samples are cached)
+    needs_pairs = recipe.train.objective == "dpo" and recipe.data.distill.enabled
+    if (out / "manifest.json").is_file() and not (needs_pairs and not (out / PREFERENCES).is_file()):
         return out
     if not recipe.data.sources:
         raise UserError(
@@ -84,12 +88,10 @@ def with_max_steps(recipe: Recipe, max_steps: int | None) -> Recipe:
     return recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_steps": max_steps})})
 
 
-def build_sft_config(
+def shared_training_args(
     recipe: Recipe, out_dir: Path, *, max_steps: int | None, has_eval: bool, cuda: bool
-) -> Any:
-    """Translate the recipe's train/model sections into TRL's ``SFTConfig``."""
-    from trl import SFTConfig
-
+) -> dict[str, Any]:
+    """The Trainer arguments SFT and DPO share, from the recipe's train/model sections."""
     train = recipe.train
     steps = max_steps if max_steps is not None else train.max_steps
     eval_strategy = "no" if not has_eval else ("steps" if train.eval_steps else "epoch")
@@ -99,44 +101,56 @@ def build_sft_config(
     from medtune.models import select_dtype
 
     torch_dtype = str(select_dtype(dtype)).removeprefix("torch.")
+    return {
+        "output_dir": str(out_dir),
+        "num_train_epochs": train.epochs,
+        "max_steps": steps,
+        "per_device_train_batch_size": train.batch_size,
+        "per_device_eval_batch_size": train.batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "learning_rate": train.learning_rate,
+        "lr_scheduler_type": train.lr_scheduler,
+        "warmup_steps": warmup,
+        "weight_decay": train.weight_decay,
+        "max_grad_norm": train.max_grad_norm,
+        "neftune_noise_alpha": train.neftune_noise_alpha,
+        "optim": resolve_optimizer(train.optimizer, recipe.model.quantization, cuda=cuda),
+        "activation_checkpointing": train.gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if train.gradient_checkpointing else None,
+        "bf16": half and torch_dtype == "bfloat16",
+        "fp16": half and torch_dtype == "float16",
+        "logging_steps": train.logging_steps,
+        "eval_strategy": eval_strategy,
+        "eval_steps": train.eval_steps,
+        "save_strategy": "steps" if train.save_steps else "epoch",
+        "save_steps": train.save_steps or 500,
+        "save_total_limit": train.save_total_limit,
+        "seed": train.seed,
+        "data_seed": train.seed,
+        "include_num_input_tokens_seen": "non_padding",
+        # without it, TrainingArguments rebuilds accelerate's state for GPUs and a multi-process CPU launch
+        # (accelerate launch / torchrun, gloo) silently trains each process on its own
+        "use_cpu": not cuda,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def build_sft_config(
+    recipe: Recipe, out_dir: Path, *, max_steps: int | None, has_eval: bool, cuda: bool
+) -> Any:
+    """Translate the recipe's train/model sections into TRL's ``SFTConfig``."""
+    from trl import SFTConfig
+
+    train = recipe.train
     return SFTConfig(
-        output_dir=str(out_dir),
-        num_train_epochs=train.epochs,
-        max_steps=steps,
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=warmup,
-        weight_decay=train.weight_decay,
-        max_grad_norm=train.max_grad_norm,
-        neftune_noise_alpha=train.neftune_noise_alpha,
-        optim=resolve_optimizer(train.optimizer, recipe.model.quantization, cuda=cuda),
-        activation_checkpointing=train.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
-        bf16=half and torch_dtype == "bfloat16",
-        fp16=half and torch_dtype == "float16",
-        logging_steps=train.logging_steps,
-        eval_strategy=eval_strategy,
-        eval_steps=train.eval_steps,
-        save_strategy="steps" if train.save_steps else "epoch",
-        save_steps=train.save_steps or 500,
-        save_total_limit=train.save_total_limit,
-        seed=train.seed,
-        data_seed=train.seed,
+        **shared_training_args(recipe, out_dir, max_steps=max_steps, has_eval=has_eval, cuda=cuda),
         # rows are already length-filtered by tokenize_split; TRL enforces max_length only when it packs
         max_length=recipe.model.max_seq_length if train.packing or not train.padding_free else None,
         packing=train.packing,
         packing_strategy="bfd",
         padding_free=train.padding_free or train.packing,
-        include_num_input_tokens_seen="non_padding",
-        # without it, TrainingArguments rebuilds accelerate's state for GPUs and a multi-process CPU launch
-        # (accelerate launch / torchrun, gloo) silently trains each process on its own
-        use_cpu=not cuda,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
     )
 
 
@@ -285,7 +299,8 @@ def train_recipe(
 def _build_trainer(
     recipe: Recipe, run: RunDir, model: Any, tokenizer: Any, splits: tuple[Any, Any | None], cuda: bool
 ) -> tuple[Any, Any]:
-    """Tokenize the splits (answer-only labels) and return ``(SFTTrainer, train split stats)``."""
+    """Tokenize the splits (answer-only labels) and return ``(SFTTrainer, train split stats)``; with
+    ``train.objective: dpo``, a DPOTrainer over the prepared folder's preference pairs instead."""
     from trl import SFTTrainer
 
     from medtune.prompts import end_of_turn_token
@@ -293,6 +308,14 @@ def _build_trainer(
     from medtune.train.dataset import tokenize_split
 
     end_token = end_of_turn_token(tokenizer, run.info().get("prompt_style") or recipe.data.prompt_style)
+    callbacks: list[Any] = [MetricsCallback(run.metrics), RichProgressCallback()]
+    if recipe.train.objective == "dpo":
+        from medtune.train.preference import build_dpo_trainer
+
+        prepared = run.info().get("prepared_dir")
+        trainer, stats = build_dpo_trainer(recipe, run.root / CHECKPOINTS, model, tokenizer,
+                                           Path(prepared) if prepared else None, end_token, callbacks, cuda)
+        return _without_printer(trainer), stats
     train_raw, val_raw = splits
     length, answer_only = recipe.model.max_seq_length, recipe.train.completion_only_loss
     train_ds, stats = tokenize_split(train_raw, tokenizer, length, answer_only, end_token)
@@ -308,7 +331,6 @@ def _build_trainer(
         val_ds, _ = tokenize_split(val_raw, tokenizer, length, answer_only, end_token)
         val_ds = val_ds if len(val_ds) else None
     args = build_sft_config(recipe, run.root / CHECKPOINTS, max_steps=None, has_eval=val_ds is not None, cuda=cuda)
-    callbacks: list[Any] = [MetricsCallback(run.metrics), RichProgressCallback()]
     if val_ds is not None and recipe.train.eval_steps:
         callbacks.append(EpochEvalCallback())
     trainer = SFTTrainer(
@@ -319,11 +341,16 @@ def _build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    # disable_tqdm makes the Trainer print raw log dictionaries; the rich bar and its loss lines replace them
+    return _without_printer(trainer), stats
+
+
+def _without_printer(trainer: Any) -> Any:
+    """``trainer`` without its PrinterCallback: disable_tqdm makes the Trainer print raw log dictionaries, and the
+    rich bar and its loss lines replace them."""
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-    return trainer, stats
+    return trainer
 
 
 def _finish_run(
