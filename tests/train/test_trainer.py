@@ -105,9 +105,12 @@ def test_training_prints_loss_lines_not_raw_dictionaries(tiny_model_dir: Path, q
         state.global_step = 5
         callback.on_log(None, state, None, logs={"loss": 2.2901, "learning_rate": 5e-4})
         callback.on_log(None, state, None, logs={"eval_loss": 1.9876})
+        state.global_step = 6
+        callback.on_log(None, state, None, logs={"loss": 0.6, "learning_rate": 5e-4, "rewards/margins": 0.25})
         callback.on_train_end(None, state, None)
     text = captured.get()
-    assert "step 5/10  loss 2.2901  lr 5.00e-04" in text and "validation loss 1.9876" in text
+    assert "step 5/10  loss 2.2901  lr 5.00e-04\n" in text and "validation loss 1.9876" in text
+    assert "step 6/10  loss 0.6000  lr 5.00e-04  reward margin +0.250" in text  # DPO
     assert "{'loss'" not in text
     # a real run: the Trainer's PrinterCallback (raw log dictionaries on stdout) is removed
     capsys.readouterr()

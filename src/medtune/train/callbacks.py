@@ -117,7 +117,9 @@ class RichProgressCallback(TrainerCallback):
             loss = float(logs["loss"])
             self.progress.update(self.task, info=f"loss {loss:.4f}")
             rate = logs.get("learning_rate")
-            self.progress.console.print(f"{step}  loss {loss:.4f}" + (f"  lr {float(rate):.2e}" if rate else ""))
+            margin = logs.get("rewards/margins")  # DPO: how much more the policy prefers the chosen answers
+            self.progress.console.print(f"{step}  loss {loss:.4f}" + (f"  lr {float(rate):.2e}" if rate else "")
+                                        + (f"  reward margin {float(margin):+.3f}" if margin is not None else ""))
         elif "eval_loss" in logs:
             self.progress.update(self.task, info=f"val loss {float(logs['eval_loss']):.4f}")
             self.progress.console.print(f"{step}  validation loss {float(logs['eval_loss']):.4f}")
