@@ -64,6 +64,8 @@ def test_memory_terms_respond_to_settings() -> None:
     no_ckpt = _plan(model={"quantization": "nf4"}, train={"gradient_checkpointing": False})
     assert no_ckpt.activations > 2 * nf4.activations
     assert nf4.fits is True and bf16.fits is False  # 8B in bf16 (~15 GiB of weights) cannot train in 16 GB
+    dpo = _plan(model={"quantization": "nf4"}, train={"optimizer": "adamw_8bit", "objective": "dpo"})
+    assert dpo.activations == 2 * nf4.activations and dpo.weights == nf4.weights  # chosen + rejected per pair
 
 
 def test_plan_cli_prints_figures() -> None:

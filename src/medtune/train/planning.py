@@ -129,7 +129,9 @@ def estimate_memory(
         keeps two moments: 8 bytes/param at 32-bit, 2 bytes/param with 8-bit states.
       * activations: per token and layer, tensors saved for backward (~16 hidden + 3 intermediate values);
         with gradient checkpointing only each layer's input is kept plus one layer recomputed at a time.
-        Logits in fp32 (and their gradient) are added: 8 bytes * vocab per token.
+        Logits in fp32 (and their gradient) are added: 8 bytes * vocab per token. With
+        ``train.objective: dpo`` a micro-batch of ``batch_size`` pairs is ``2 * batch_size`` sequences (chosen and
+        rejected); the reference log-probabilities are computed before training, so they add nothing at the peak.
     """
     quant = recipe.model.quantization
     dtype = recipe.model.dtype
@@ -145,7 +147,8 @@ def estimate_memory(
     eight_bit = "8bit" in optim
     optimizer_kind = f"{optim}: {'8' if eight_bit else '32'}-bit states"
     optimizer = trainable * (2 if eight_bit else 8)
-    tokens = recipe.train.batch_size * recipe.model.max_seq_length
+    sequences = recipe.train.batch_size * (2 if recipe.train.objective == "dpo" else 1)
+    tokens = sequences * recipe.model.max_seq_length
     hidden, inter = model_config.hidden_size, model_config.intermediate_size
     per_layer_token = half * (16 * hidden + 3 * inter)
     checkpointing = recipe.train.gradient_checkpointing
