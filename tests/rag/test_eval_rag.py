@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from medtune.cli import get_app
 from medtune.config import EvalConfig
-from medtune.evaluate.grounded import grounded_prompts, grounding_scores, reference_leaked
+from medtune.evaluate.grounded import citation_audit, grounded_prompts, grounding_scores, reference_leaked
 from medtune.rag import open_retriever
 from medtune.rag.retriever import Passage
 
@@ -35,6 +35,20 @@ def test_grounding_scores_flag_citations_and_leaks() -> None:
     assert per["evidence_found"] == [1.0, 1.0, 0.0]
     assert per["top_passage_score"] == pytest.approx([0.8, 0.8, 0.1])
     assert not reference_leaked(reference, [_passage("short")])  # tiny windows never count as a leak
+
+
+def test_the_citation_audit_gives_each_cited_sentence_its_verdict() -> None:
+    found = [_passage("Alpha thalassemia is a blood disorder that reduces the production of hemoglobin"),
+             _passage("Something unrelated about knee surgery and recovery after the operation.")]
+    audit = citation_audit("It reduces hemoglobin production [1]. Knee surgery cures it [1]. Made up [7].", found)
+    assert audit["passages"] == ["p#0", "p#0"]
+    verdicts = [(c["sentence"], c["number"], c["supported"]) for c in audit["citations"]]
+    assert verdicts == [("It reduces hemoglobin production.", 1, True), ("Knee surgery cures it.", 1, False),
+                        ("Made up.", 7, False)]
+    assert audit["citations"][0]["support"] == 1.0 and audit["citations"][2]["support"] == 0.0
+    per = grounding_scores(["It reduces hemoglobin production [1]. Knee surgery cures it [1]. Made up [7]."],
+                           ["ref"], [found])
+    assert per["citation_precision"] == [pytest.approx(1 / 3)]  # the metric counts the same verdicts
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -87,6 +101,7 @@ def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tm
     assert any("open-book test" in note and "--rag-hide-own-document" in note for note in task["notes"])
     assert "evidence_found" not in without["tasks"]["medquad-test"]["metrics"]
     assert "retrieval medquad (k=3)" in (tmp_path / "rag" / "report.md").read_text()
+    assert all(len(sample["passages"]) == 3 and isinstance(sample["citations"], list) for sample in task["samples"])
 
     result = runner.invoke(get_app(), ["compare", str(tmp_path / "plain"), str(tmp_path / "rag"),
                                        "--out", str(tmp_path / "cmp"), "--resamples", "100"])

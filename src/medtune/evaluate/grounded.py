@@ -95,11 +95,20 @@ def grounding_scores(answers: list[str], references: list[str], passages: list[l
         per["evidence_found"].append(float(has_evidence(found)))
         per["cites_source"].append(float(bool(check.valid)))
         per["invalid_citation"].append(float(bool(check.invalid)))
-        per["citation_precision"].append(sum(ok for _, _, ok in pairs) / len(pairs) if pairs else 0.0)
+        per["citation_precision"].append(sum(pair.supported for pair in pairs) / len(pairs) if pairs else 0.0)
         per["says_not_covered"].append(float(says_not_covered(answer)))
         per["reference_in_index"].append(float(reference_leaked(reference, found)))
         per["top_passage_score"].append(max((float(p.score) for p in found), default=0.0))
     return per
+
+
+def citation_audit(answer: str, passages: list[Any]) -> dict[str, Any]:
+    """What a reader needs to check one grounded answer by hand: the ids of the passages it was shown (numbered from
+    1 in this order) and every cited sentence with its passage number, support score and verdict."""
+    from medtune.rag.grounding import citation_support
+
+    return {"passages": [str(getattr(p, "id", "")) for p in passages],
+            "citations": [pair._asdict() for pair in citation_support(answer, passages)]}
 
 
 def calibrate_threshold(scores: list[float], labels: list[bool]) -> tuple[float, float]:

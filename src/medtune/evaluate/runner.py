@@ -111,12 +111,17 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
                                 "model that never trained on these test answers: `prepare --grounded` refuses an index "
                                 "holding them). --rag-hide-own-document scores the case where the sources lack it.")
     speed_and_limit_notes(answered, settings, metrics, scores.notes)
+    samples = [{"id": e.id, "question": e.question, "reference": e.reference, "answer": a}
+               for e, a in zip(examples, answers, strict=True)]
+    if answered.grounded is not None:  # the sources shown and each citation's verdict, to audit by hand
+        from medtune.evaluate.grounded import citation_audit
+
+        for sample, answer, found in zip(samples, answers, answered.grounded.passages, strict=True):
+            sample.update(citation_audit(answer, found))
     return {
         "kind": task.kind, "n": len(examples), "metrics": metrics, "intervals": metric_intervals(per),
         "per_example": per, "notes": scores.notes, "system_prompt": context["system_prompt"],
-        "ids": [e.id for e in examples], "seconds": answered.seconds,
-        "samples": [{"id": e.id, "question": e.question, "reference": e.reference, "answer": a}
-                    for e, a in zip(examples, answers, strict=True)],
+        "ids": [e.id for e in examples], "seconds": answered.seconds, "samples": samples,
     }
 
 

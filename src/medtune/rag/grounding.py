@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Cosine similarity (MiniLM) of the best passage under which retrieval counts as "nothing relevant found".
 # Measured on MedQuAD: on-topic questions score 0.5-0.8, off-topic ones (sports, cooking) under 0.2.
@@ -187,16 +187,24 @@ def _cited_numbers(text: str) -> list[int]:
     return cited
 
 
-def citation_support(answer: str, passages: Sequence[Any],
-                     threshold: float = SUPPORT_THRESHOLD) -> list[tuple[str, int, bool]]:
+class CitedPair(NamedTuple):
+    """One cited (sentence, passage number) pair of an answer and how well that passage supports the sentence."""
+
+    sentence: str
+    number: int
+    support: float  # support_score; 0 when the number is not a listed passage
+    supported: bool
+
+
+def citation_support(answer: str, passages: Sequence[Any], threshold: float = SUPPORT_THRESHOLD) -> list[CitedPair]:
     """Every cited (sentence, number) pair of ``answer`` and whether that passage supports the sentence
     (:func:`support_score` >= ``threshold``); a number that is not a listed passage supports nothing."""
     pairs = []
     for text, numbers in cited_sentences(answer):
         for number in numbers:
-            ok = 1 <= number <= len(passages) and \
-                support_score(text, str(_get(passages[number - 1], "text"))) >= threshold
-            pairs.append((text, number, ok))
+            listed = 1 <= number <= len(passages)
+            score = support_score(text, str(_get(passages[number - 1], "text"))) if listed else 0.0
+            pairs.append(CitedPair(text, number, round(score, 4), listed and score >= threshold))
     return pairs
 
 
