@@ -17,7 +17,7 @@ from typing import Any
 
 from medtune.config import Recipe
 from medtune.errors import UserError
-from medtune.train.dataset import TokenizeStats
+from medtune.train.dataset import IGNORE_INDEX, TokenizeStats, tokenize_pair
 
 #: The pairs file ``medtune prepare`` writes next to the splits (:func:`medtune.data.distill.preference_pairs`).
 PREFERENCES = "preferences.jsonl"
@@ -66,16 +66,14 @@ def preference_dataset(prepared: Path | None, tokenizer: Any, max_seq_length: in
     kept: dict[str, list[str]] = {key: [] for key in PAIR_KEYS}
     for pair in pairs:
         chosen, rejected = (_through_end_token(pair[key], end_token) for key in ("chosen", "rejected"))
-        prompt_tokens = len(tokenizer(pair["prompt"], add_special_tokens=False)["input_ids"])
-        lengths = [len(tokenizer(pair["prompt"] + answer, add_special_tokens=False)["input_ids"])
-                   for answer in (chosen, rejected)]
-        if max(lengths) > max_seq_length:
+        sides = [tokenize_pair(pair["prompt"], answer, tokenizer) for answer in (chosen, rejected)]
+        if max(len(side["input_ids"]) for side in sides) > max_seq_length:
             stats.dropped["too_long"] = stats.dropped.get("too_long", 0) + 1
             continue
         for key, value in zip(PAIR_KEYS, (pair["prompt"], chosen, rejected), strict=True):
             kept[key].append(value)
-        stats.tokens += sum(lengths)
-        stats.label_tokens += sum(lengths) - 2 * prompt_tokens
+        stats.tokens += sum(len(side["input_ids"]) for side in sides)
+        stats.label_tokens += sum(label != IGNORE_INDEX for side in sides for label in side["labels"])
     stats.kept = len(kept["prompt"])
     if not stats.kept:
         raise UserError(f"{prepared / PREFERENCES}: no preference pair to train on ({stats.rows} pairs, "
