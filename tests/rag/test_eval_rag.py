@@ -101,7 +101,12 @@ def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tm
     assert any("open-book test" in note and "--rag-hide-own-document" in note for note in task["notes"])
     assert "evidence_found" not in without["tasks"]["medquad-test"]["metrics"]
     assert "retrieval medquad (k=3)" in (tmp_path / "rag" / "report.md").read_text()
-    assert all(len(sample["passages"]) == 3 and isinstance(sample["citations"], list) for sample in task["samples"])
+    assert all(len(sample["passages"]) == 3 and isinstance(sample["citations"], list)
+               and isinstance(sample["reattributed"], list) for sample in task["samples"])
+    # the served (repaired) precision is reported beside the model's own, never below it
+    metrics = task["metrics"]
+    assert metrics["citation_precision_reattributed"] >= metrics["citation_precision"]
+    assert metrics["citation_reattributed"] == sum(bool(s["reattributed"]) for s in task["samples"]) / task["n"]
 
     result = runner.invoke(get_app(), ["compare", str(tmp_path / "plain"), str(tmp_path / "rag"),
                                        "--out", str(tmp_path / "cmp"), "--resamples", "100"])

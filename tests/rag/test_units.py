@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.rag.fakes import FixedRetriever, ScriptedBackend
 
 from medtune.errors import UserError
 from medtune.rag.chunking import chunk_rows, make_title, split_words
@@ -98,36 +99,6 @@ def test_citation_warning_names_invented_sources_and_uncited_answers() -> None:
     assert uncited is not None and "cites none" in uncited
 
 
-class _ScriptedBackend:
-    """A backend that streams a fixed answer, without a model."""
-
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-
-    def info(self):
-        from medtune.inference.base import ModelInfo
-
-        return ModelInfo(backend="scripted", model="scripted", parameters=0, base_model=None, adapter=None,
-                         context_window=2048)
-
-    def count_tokens(self, messages) -> int:
-        return sum(len(m["content"].split()) + 4 for m in messages)
-
-    def stream_chat(self, messages, settings):
-        yield from self.answer.split(" ")[:1] + [" " + w for w in self.answer.split(" ")[1:]]
-
-    def count_text_tokens(self, text: str) -> int:
-        return len(text.split())
-
-
-class _FixedRetriever:
-    def __init__(self, passages: list[Passage]) -> None:
-        self.passages = passages
-
-    def retrieve(self, question: str, k: int) -> list[Passage]:
-        return self.passages[:k]
-
-
 @pytest.mark.parametrize(("answer", "valid", "invalid", "warned"), [
     ("Focus 1 is rare [1] and inherited [2].", [1, 2], [], False),
     ("Focus 1 is rare [1] and treated with X [5].", [1], [5], True),
@@ -137,7 +108,7 @@ def test_assistant_checks_the_citations_of_every_grounded_answer(answer: str, va
                                                                  warned: bool) -> None:
     from medtune.inference.assistant import Assistant
 
-    assistant = Assistant(_ScriptedBackend(answer), guard=None, retriever=_FixedRetriever([_passage(1), _passage(2)]))
+    assistant = Assistant(ScriptedBackend(answer), guard=None, retriever=FixedRetriever([_passage(1), _passage(2)]))
     reply = assistant.ask("What is focus 1?")
     assert reply.raw_answer == answer
     assert (reply.cited, reply.invalid_citations, reply.citation_warning is not None) == (valid, invalid, warned)
@@ -150,7 +121,7 @@ def test_no_evidence_answers_are_not_citation_checked() -> None:
     from medtune.inference.assistant import Assistant
 
     weak = [_passage(1, score=0.1)]
-    reply = Assistant(_ScriptedBackend("I found no source."), guard=None, retriever=_FixedRetriever(weak)).ask("Q?")
+    reply = Assistant(ScriptedBackend("I found no source."), guard=None, retriever=FixedRetriever(weak)).ask("Q?")
     assert reply.citation_warning is None and reply.text.endswith(NO_EVIDENCE)
 
 
@@ -158,15 +129,15 @@ def test_sources_only_mode_says_not_covered_without_calling_the_model() -> None:
     from medtune.inference.assistant import Assistant
     from medtune.rag.grounding import NOT_COVERED
 
-    class SilentBackend(_ScriptedBackend):
+    class SilentBackend(ScriptedBackend):
         def stream_chat(self, messages, settings):
             raise AssertionError("the model must not be called under the sources-only threshold")
 
     passages = [_passage(1, score=0.55), _passage(2, score=0.5)]
-    reply = Assistant(SilentBackend("unused"), guard=None, retriever=_FixedRetriever(passages),
+    reply = Assistant(SilentBackend("unused"), guard=None, retriever=FixedRetriever(passages),
                       rag_min_score=0.6).ask("Q?")
     assert reply.raw_answer == NOT_COVERED and reply.text.endswith(NO_EVIDENCE) and reply.tokens == 0
-    answered = Assistant(_ScriptedBackend("Focus 1 is rare [1]."), guard=None, retriever=_FixedRetriever(passages),
+    answered = Assistant(ScriptedBackend("Focus 1 is rare [1]."), guard=None, retriever=FixedRetriever(passages),
                          rag_min_score=0.55).ask("Q?")
     assert answered.raw_answer == "Focus 1 is rare [1]." and answered.cited == [1]
 

@@ -8,9 +8,9 @@ from typing import Any
 def build_assistant(model: str, backend: str, url: str | None, temperature: float, max_new_tokens: int,
                     top_p: float, top_k: int, repetition_penalty: float, num_beams: int, stop: list[str],
                     no_guard: bool, guard_config: str | None, rag: str | None = None,
-                    rag_min_score: float | None = None) -> Any:
+                    rag_min_score: float | None = None, repair_citations: bool = True) -> Any:
     """Load the backend, the guard and (with ``rag``, an index name) a retriever; return an Assistant
-    (``rag_min_score``: sources-only mode, see :class:`~medtune.inference.assistant.Assistant`)."""
+    (``rag_min_score``: sources-only mode; ``repair_citations``: see :class:`~medtune.inference.assistant.Assistant`)."""
     from medtune.errors import UserError
 
     if rag_min_score is not None and not rag:
@@ -39,7 +39,16 @@ def build_assistant(model: str, backend: str, url: str | None, temperature: floa
 
     system_prompt = served_system_prompt(model_name) if guard is not None else None
     return Assistant(load_backend(backend, model_name, **options), guard, settings, retriever=retriever,
-                     system_prompt=system_prompt, rag_min_score=rag_min_score)
+                     system_prompt=system_prompt, rag_min_score=rag_min_score,
+                     repair_citations=repair_citations)
+
+
+def after_stream(reply: Any) -> str:
+    """What to print once the streamed tokens are on screen: the rest of the reply (citation notes, sources,
+    disclaimer), or the whole reply again when it changed what was streamed (guard rewrite, repaired citations)."""
+    if reply.text.startswith(reply.raw_answer):
+        return reply.text[len(reply.raw_answer):]
+    return "\n\n" + reply.text if reply.raw_answer else reply.text
 
 
 def timing_line(reply: Any) -> str:

@@ -27,21 +27,22 @@ def ask(
     rag_min_score: float = typer.Option(None, "--rag-min-score", min=0.0, max=1.0, help="With --rag, sources-only: "
                                         "say the sources do not cover a question whose best passage scores under this "
                                         "(choose it with `medtune index calibrate`)."),
+    model_citations: bool = typer.Option(False, "--model-citations", help="With --rag, show the citation numbers "
+                                         "exactly as the model wrote them (default: a number whose source does not "
+                                         "state its sentence is moved to the listed source that does, with a note)."),
 ) -> None:
     """Ask one question; the answer streams, then the disclaimer and the timing are shown."""
-    from medtune.cli._assistant import build_assistant, timing_line
+    from medtune.cli._assistant import after_stream, build_assistant, timing_line
 
     assistant = build_assistant(model, backend, url, temperature, max_new_tokens, top_p, top_k,
-                                repetition_penalty, num_beams, stop, no_guard, guard_config, rag=rag, rag_min_score=rag_min_score)
+                                repetition_penalty, num_beams, stop, no_guard, guard_config, rag=rag, rag_min_score=rag_min_score,
+                                repair_citations=not model_citations)
     for event in assistant.stream(question, []):
         if event.kind == "token":
             console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
         elif event.reply is not None:
             reply = event.reply
-            tail = reply.text[len(reply.raw_answer):] if reply.text.startswith(reply.raw_answer) else ""
-            if reply.raw_answer and not reply.text.startswith(reply.raw_answer):
-                tail = "\n\n" + reply.text
-            console.print(tail, markup=False, highlight=False, soft_wrap=True)
+            console.print(after_stream(reply), markup=False, highlight=False, soft_wrap=True)
             console.print(f"[dim]{timing_line(reply)}[/]")
 
 

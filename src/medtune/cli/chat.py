@@ -20,15 +20,19 @@ def chat(
     rag_min_score: float = typer.Option(None, "--rag-min-score", min=0.0, max=1.0, help="With --rag, sources-only: "
                                         "say the sources do not cover a question whose best passage scores under this "
                                         "(choose it with `medtune index calibrate`)."),
+    model_citations: bool = typer.Option(False, "--model-citations", help="With --rag, show the citation numbers "
+                                         "exactly as the model wrote them (default: a number whose source does not "
+                                         "state its sentence is moved to the listed source that does, with a note)."),
 ) -> None:
     """Chat in the terminal; history is kept (trimmed to the context window). /reset clears it, /exit quits."""
     from rich.prompt import Prompt
 
-    from medtune.cli._assistant import build_assistant, timing_line
+    from medtune.cli._assistant import after_stream, build_assistant, timing_line
     from medtune.inference.assistant import history_turns
 
     assistant = build_assistant(model, backend, url, temperature, max_new_tokens, 0.9, 40, 1.1, 1, [],
-                                no_guard, guard_config, rag=rag, rag_min_score=rag_min_score)
+                                no_guard, guard_config, rag=rag, rag_min_score=rag_min_score,
+                                repair_citations=not model_citations)
     console.print(f"[bold]medtune chat[/] · {assistant.backend.info().model} · /reset clears history, /exit quits")
     history: list[dict[str, str]] = []
     while True:
@@ -50,8 +54,7 @@ def chat(
                 console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
             elif event.reply is not None:
                 reply = event.reply
-                if reply.text.startswith(reply.raw_answer):
-                    console.print(reply.text[len(reply.raw_answer):], markup=False, highlight=False)
+                console.print(after_stream(reply), markup=False, highlight=False, soft_wrap=True)
                 console.print(f"[dim]{timing_line(reply)}[/]")
                 history += history_turns(reply)
 

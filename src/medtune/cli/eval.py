@@ -148,7 +148,8 @@ def eval_command(
     headline = ("acc", "acc_norm", "random_baseline", "rubric_score", "rougeL", "bertscore_minilm_f1",
                 "embedding_cosine", "word_overlap", "reference_unsupported_rate", "repeated_3gram_fraction",
                 "reference_repeated_3gram_fraction",
-                "hit_token_limit", "rag_abstained", "evidence_found", "cites_source", "citation_precision", "says_not_covered",
+                "hit_token_limit", "rag_abstained", "evidence_found", "cites_source", "citation_precision",
+                "citation_precision_reattributed", "citation_reattributed", "says_not_covered",
                 "invalid_citation", "reference_in_index",
                 "guard_blocked", "guard_referred", "guard_refused", "guard_output_flagged", "tokens_per_s")
     for name, data_ in results["tasks"].items():

@@ -37,6 +37,9 @@ class AssistantReply:
     cited: list[int] = field(default_factory=list)
     invalid_citations: list[int] = field(default_factory=list)
     citation_warning: str | None = None
+    answer: str = ""  # the answer as served: the model's, with citation numbers repaired (empty: as raw_answer)
+    reattributed: list[tuple[str, int, int]] = field(default_factory=list)  # (sentence, cited, served) numbers
+    citation_note: str | None = None
 
 
 @dataclass
@@ -69,7 +72,7 @@ def history_turns(reply: AssistantReply) -> list[Message]:
     decision = reply.decision
     if decision.category == "injection" and decision.action != "answer":
         return []
-    answer = reply.raw_answer if decision.action == "answer" else (decision.response or reply.text)
+    answer = (reply.answer or reply.raw_answer) if decision.action == "answer" else (decision.response or reply.text)
     return [{"role": "user", "content": decision.sanitized_input, "guard_action": decision.action},
             {"role": "assistant", "content": answer, "guard_action": decision.action}]
 
@@ -88,8 +91,11 @@ class Assistant:
 
     def __init__(self, backend: Backend, guard: Guard | None, settings: GenerationSettings | None = None,
                  retriever: Any = None, top_k_passages: int = 4, system_prompt: str | None = None,
-                 rag_min_score: float | None = None) -> None:
+                 rag_min_score: float | None = None, repair_citations: bool = True) -> None:
         """Wrap ``backend``; ``guard`` None disables input checks and answer finalization.
+
+        ``repair_citations`` (with a retriever): renumber a citation whose source does not state its sentence to the
+        listed source that does (:func:`medtune.rag.grounding.reattribute_citations`), with a note saying so.
 
         ``rag_min_score`` (with a retriever): sources-only mode, reply that the sources do not cover the question,
         without a model call, when no passage reaches it (:func:`medtune.rag.grounding.abstains`).
@@ -104,6 +110,7 @@ class Assistant:
         self.retriever = retriever
         self.top_k_passages = top_k_passages
         self.rag_min_score = rag_min_score
+        self.repair_citations = repair_citations
 
     def build_messages(self, question: str, history: list[Message],
                        passages: list[Any] | None = None) -> list[Message]:
@@ -196,9 +203,16 @@ class Assistant:
             pieces.append(piece)
             yield AssistantEvent("token", piece)
         raw = "".join(pieces).strip()
-        text, warnings = raw, []
+        answer, moved, note = raw, [], None
+        if passages and self.repair_citations:
+            from medtune.rag.grounding import has_evidence, reattribute_citations, reattribution_note
+
+            if has_evidence(passages):
+                answer, moved = reattribute_citations(raw, passages)
+                note = reattribution_note(moved)
+        text, warnings = answer, []
         if self.guard is not None:
-            guarded = self.guard.finalize_answer(raw)
+            guarded = self.guard.finalize_answer(answer)
             text, warnings = guarded.text, list(guarded.dose_warnings)
         citations: list[dict[str, Any]] = []
         check, warning = None, None
@@ -211,17 +225,18 @@ class Assistant:
             )
 
             if has_evidence(passages):
-                check = check_citations(raw, passages)
+                check = check_citations(answer, passages)
                 warning = citation_warning(check)
-            if warning:
-                text = f"{text}\n\n{warning}"
+            for line in (note, warning):
+                if line:
+                    text = f"{text}\n\n{line}"
             text = f"{text}\n\n{format_citations(passages)}"
             citations = [_passage_dict(p) for p in passages]
         reply = AssistantReply(text=text, raw_answer=raw, decision=decision, dose_warnings=warnings,
                                seconds=time.perf_counter() - start, first_token_seconds=first,
                                tokens=self._count_answer_tokens(raw), citations=citations,
                                cited=check.valid if check else [], invalid_citations=check.invalid if check else [],
-                               citation_warning=warning)
+                               citation_warning=warning, answer=answer, reattributed=moved, citation_note=note)
         yield AssistantEvent("final", text, reply)
 
     def ask(self, question: str, history: list[Message] | None = None) -> AssistantReply:

@@ -32,6 +32,8 @@ NO_EVIDENCE_INSTRUCTIONS = ("No relevant source was found for this question. Say
 DEFAULT_SYSTEM_PROMPT = "You are a careful medical information assistant. You do not replace a clinician."
 _CITATION = re.compile(r"\[(\s*\d+(?:\s*[,;–-]\s*\d+)*\s*)\]")
 _LEADING_CITATIONS = re.compile(r"^(?:\s*\[(\s*\d+(?:\s*[,;–-]\s*\d+)*\s*)\])+")
+_SENTENCE_PIECES = re.compile(r"((?<=[.!?])\s+|\n+)")  # the boundaries of evaluate.hallucination.split_sentences
+_TRAILING = re.compile(r"(?:[.!?;:]+[\"'”’]*)?\s*$")  # final punctuation, then closing quotes
 _NOT_COVERED = re.compile(
     r"\b(?:sources?|passages?|documents?|references?|information)\b[^.?!]{0,40}?\b(?:do(?:es)?|did|cannot|can't)"
     r"(?:n[o']t| not)?\s*(?:not\s+)?(?:cover|answer|address|mention|contain|include|say|discuss)"
@@ -161,22 +163,44 @@ def support_score(sentence: str, passage_text: str) -> float:
     return len(own & _content_words(passage_text)) / len(own) if own else 0.0
 
 
+class _CitedUnit(NamedTuple):
+    """One sentence of an answer: its text without citations, the numbers it cites and where their brackets are."""
+
+    text: str
+    numbers: list[int]
+    spans: list[tuple[int, int]]  # (start, end) in the answer of every ``[n]`` group that belongs to the sentence
+
+
+def _cited_units(answer: str) -> list[_CitedUnit]:
+    """The sentences of ``answer`` (the pieces of :func:`medtune.evaluate.hallucination.split_sentences`) with
+    their citations; a citation that opens a sentence belongs to the sentence before it."""
+    from medtune.evaluate.metrics import words
+
+    units: list[_CitedUnit] = []
+    starts = [0] + [m.end() for m in _SENTENCE_PIECES.finditer(answer)]
+    ends = [m.start() for m in _SENTENCE_PIECES.finditer(answer)] + [len(answer)]
+    for start, end in zip(starts, ends, strict=True):
+        sentence = answer[start:end]
+        if not sentence or not words(sentence):
+            continue
+        leading = _LEADING_CITATIONS.match(sentence)
+        if leading and units:
+            previous = units[-1]
+            previous.numbers.extend(n for n in _cited_numbers(leading.group(0)) if n not in previous.numbers)
+            previous.spans.extend((start + m.start(), start + m.end()) for m in _CITATION.finditer(leading.group(0)))
+            start, sentence = start + leading.end(), sentence[leading.end():]
+        text = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_CITATION.sub(" ", sentence).split()))
+        units.append(_CitedUnit(text, _cited_numbers(sentence),
+                                [(start + m.start(), start + m.end()) for m in _CITATION.finditer(sentence)]))
+    return [unit for unit in units if unit.text.strip(" .!?")]
+
+
 def cited_sentences(answer: str) -> list[tuple[str, list[int]]]:
     """Each sentence of ``answer`` with its citations removed, and the numbers it cites (in order, no repeats).
 
     A citation that opens a sentence ("... hemoglobin. [1] It ...") belongs to the sentence before it.
     """
-    from medtune.evaluate.hallucination import split_sentences
-
-    out: list[tuple[str, list[int]]] = []
-    for sentence in split_sentences(answer):
-        leading = _LEADING_CITATIONS.match(sentence)
-        if leading and out:
-            out[-1][1].extend(n for n in _cited_numbers(leading.group(0)) if n not in out[-1][1])
-            sentence = sentence[leading.end():]
-        text = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(_CITATION.sub(" ", sentence).split()))
-        out.append((text, _cited_numbers(sentence)))
-    return [(text, numbers) for text, numbers in out if text.strip(" .!?")]
+    return [(unit.text, unit.numbers) for unit in _cited_units(answer)]
 
 
 def _cited_numbers(text: str) -> list[int]:
@@ -208,8 +232,6 @@ def citation_support(answer: str, passages: Sequence[Any], threshold: float = SU
     return pairs
 
 
-_SENTENCE_PIECES = re.compile(r"((?<=[.!?])\s+|\n+)")  # the boundaries of evaluate.hallucination.split_sentences
-_TRAILING = re.compile(r"(?:[.!?;:]+[\"'”’]*)?\s*$")  # final punctuation, then closing quotes
 
 
 def cite_sentences(text: str, choose: Callable[[str], int | None]) -> tuple[str, int, int]:
@@ -231,3 +253,60 @@ def cite_sentences(text: str, choose: Callable[[str], int | None]) -> tuple[str,
         cut = tail.start() if tail else len(sentence)  # always a match (it may be empty)
         pieces[index] = f"{sentence[:cut].rstrip()} [{number}]{sentence[cut:]}"
     return "".join(pieces), statements, cited
+
+
+class Reattribution(NamedTuple):
+    """An answer after :func:`reattribute_citations` and each citation it renumbered."""
+
+    text: str
+    moved: list[tuple[str, int, int]]  # (sentence, number the model cited, number now cited)
+
+
+def reattribute_citations(answer: str, passages: Sequence[Any],
+                          threshold: float = SUPPORT_THRESHOLD) -> Reattribution:
+    """Serve-time citation repair: a citation whose passage does not support its sentence (:func:`support_score`
+    under ``threshold``, or a number that is not listed) is renumbered to the shown passage that supports the
+    sentence best, when that one reaches ``threshold``; a citation no shown passage supports is left as the model
+    wrote it. Only the numbers inside brackets change (a repeat within one sentence is dropped), never the words.
+
+    This uses the citation-precision metric's own support test, so an evaluation reports the model's precision and
+    the repaired precision apart (``citation_precision`` and ``citation_precision_reattributed``).
+    """
+    texts = [str(_get(p, "text")) for p in passages]
+    edits: list[tuple[int, int, str]] = []
+    moved: list[tuple[str, int, int]] = []
+    for unit in _cited_units(answer):
+        if not unit.numbers or not texts:
+            continue
+        scores = [support_score(unit.text, text) for text in texts]
+        best = max(range(len(texts)), key=lambda i: scores[i]) + 1
+        mapping = {n: best for n in unit.numbers
+                   if not (1 <= n <= len(texts) and scores[n - 1] >= threshold) and scores[best - 1] >= threshold}
+        if not mapping:
+            continue
+        moved.extend((unit.text, old, new) for old, new in mapping.items() if old != new)
+        seen: list[int] = []
+        for start, end in unit.spans:
+            group = _CITATION.match(answer, start, end)
+            numbers = [mapping.get(n, n) for n in _numbers(group.group(1))] if group else []
+            fresh = [n for n in dict.fromkeys(numbers) if n not in seen]
+            seen.extend(fresh)
+            if fresh:
+                edits.append((start, end, "[" + ", ".join(map(str, fresh)) + "]"))
+            else:  # the whole bracket now repeats a number already cited: drop it with the space before it
+                while start > 0 and answer[start - 1] in " \t":
+                    start -= 1
+                edits.append((start, end, ""))
+    text = answer
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return Reattribution(text, moved)
+
+
+def reattribution_note(moved: Sequence[tuple[str, int, int]]) -> str | None:
+    """One line for the reader naming the citation numbers :func:`reattribute_citations` changed (None: none)."""
+    if not moved:
+        return None
+    changes = ", ".join(dict.fromkeys(f"[{old}] -> [{new}]" for _, old, new in moved))
+    return (f"Citation check: {len(moved)} citation(s) pointed at a source that does not state the sentence and "
+            f"now point at the listed source that does ({changes}).")

@@ -69,6 +69,8 @@ def render_assistant(message: Message) -> None:
         for warning in message.get("dose_warnings") or []:
             st.warning(warning, icon=":material/warning:")
         if has_sources(message):
+            if message.get("citation_note"):
+                st.caption(message["citation_note"])
             if message.get("citation_warning"):
                 st.warning(message["citation_warning"], icon=":material/link_off:")
             sources_expander(message["citations"])

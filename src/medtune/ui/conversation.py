@@ -61,7 +61,7 @@ def assistant_message(reply: Any, question: str, model: str, backend: str, setti
     answered = reply.decision.action == "answer"
     message: Message = {
         "id": new_id(), "role": "assistant", "content": reply.text,
-        "answer": reply.raw_answer if answered else reply.text,
+        "answer": (getattr(reply, "answer", "") or reply.raw_answer) if answered else reply.text,
         "question": question, "action": reply.decision.action, "category": reply.decision.category,
         "dose_warnings": list(reply.dose_warnings), "disclaimer": disclaimer if answered else "",
         "seconds": round(reply.seconds, 3),
@@ -74,7 +74,8 @@ def assistant_message(reply: Any, question: str, model: str, backend: str, setti
         message.update(grounded=True, rag_index=rag_index, rag_k=rag_k, citations=citations,
                        evidence=has_evidence(citations), cited=list(getattr(reply, "cited", None) or []),
                        invalid_citations=list(getattr(reply, "invalid_citations", None) or []),
-                       citation_warning=getattr(reply, "citation_warning", None))
+                       citation_warning=getattr(reply, "citation_warning", None),
+                       citation_note=getattr(reply, "citation_note", None))
     return message
 
 
