@@ -176,6 +176,33 @@ def test_answer_citing_a_missing_source_is_flagged(rag_ui: Any, monkeypatch: pyt
 
 
 @pytest.mark.slow
+def test_a_wrong_citation_number_is_corrected_unless_switched_off(rag_ui: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtune.evaluate.hallucination import split_sentences
+    from medtune.rag.grounding import SUPPORT_THRESHOLD, support_score
+
+    monkeypatch.setenv("MEDTUNE_UI_RAG", "medquad")
+    at = _start()
+    _ask(at, ON_TOPIC)
+    texts = [c["text"] for c in _last_assistant(at)["citations"]]
+    # a sentence of one shown passage that another shown passage does not state, cited with the other's number
+    sentence, right, wrong = next(
+        (s.rstrip("."), i + 1, j + 1) for i, text in enumerate(texts) for s in split_sentences(text)
+        for j, other in enumerate(texts)
+        if i != j and len(s.split()) >= 6 and support_score(s, other) < SUPPORT_THRESHOLD)
+    monkeypatch.setattr(rag_ui, "ANSWER_TOKENS", [f"{sentence} [{wrong}]."])
+    _ask(at, ON_TOPIC)
+    message = _last_assistant(at)
+    assert message["answer"] == f"{sentence} [{right}]." and message["cited"] == [right]
+    assert f"[{wrong}] -> [{right}]" in message["citation_note"]
+    assert message["citation_note"] in [c.value for c in at.chat_message[-1].caption]
+
+    at.toggle(key="rag_repair_citations").set_value(False).run()
+    _ask(at, ON_TOPIC)
+    kept = _last_assistant(at)
+    assert kept["answer"] == f"{sentence} [{wrong}]." and kept["cited"] == [wrong] and not kept["citation_note"]
+
+
+@pytest.mark.slow
 def test_off_topic_question_shows_no_evidence(rag_ui: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDTUNE_UI_RAG", "medquad")  # what `medtune ui --rag medquad` sets
     at = _start()

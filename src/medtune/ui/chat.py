@@ -93,11 +93,12 @@ def _history() -> None:
 
 def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: dict[str, Any],
             retriever: Any = None, rag_index: str | None = None, rag_k: int = sidebar.RAG_DEFAULT_K,
-            rag_min_score: float | None = None) -> None:
+            rag_min_score: float | None = None, repair_citations: bool = True) -> None:
     """Stream the answer to ``question``, store both turns and rerun to draw them in the history.
 
     With a ``retriever`` the Assistant puts the top ``rag_k`` passages of index ``rag_index`` in the prompt
-    (``rag_min_score``: sources-only mode, "not covered" without a model call under that passage score).
+    (``rag_min_score``: sources-only mode, "not covered" without a model call under that passage score;
+    ``repair_citations``: move wrong citation numbers to the source that states the sentence).
     """
     from medtune.inference.assistant import Assistant
     from medtune.inference.base import GenerationSettings
@@ -105,7 +106,8 @@ def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: 
 
     assistant = Assistant(backend, sidebar.cached_guard(), GenerationSettings(**settings), retriever=retriever,
                           top_k_passages=rag_k, system_prompt=served_system_prompt(choice.model),
-                          rag_min_score=rag_min_score if retriever is not None else None)
+                          rag_min_score=rag_min_score if retriever is not None else None,
+                          repair_citations=repair_citations)
     history = history_for_model(_messages())
     with st.chat_message("user", avatar=components.USER_AVATAR):
         st.markdown(question)
@@ -152,6 +154,7 @@ def render() -> None:
         st.subheader("Sources")
         rag_index, rag_k = sidebar.retrieval_controls()
         rag_min_score = sidebar.sources_only_control(rag_index is not None)
+        repair_citations = sidebar.citation_repair_control(rag_index is not None)
         retriever = sidebar.load_retriever(rag_index)
         _conversation_tools(choice, settings)
     _history()
@@ -160,4 +163,4 @@ def render() -> None:
     question = (typed or clicked or "").strip()
     if question and backend is not None and choice is not None:
         _answer(question, backend, choice, settings, retriever, rag_index if retriever is not None else None,
-                rag_k, rag_min_score)
+                rag_k, rag_min_score, repair_citations)

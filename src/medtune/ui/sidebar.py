@@ -171,6 +171,14 @@ def sources_only_control(retrieval_on: bool) -> float | None:
     return float(score) if retrieval_on and on else None
 
 
+def citation_repair_control(retrieval_on: bool) -> bool:
+    """The "Correct citation numbers" switch (on by default); returns ``Assistant(repair_citations=...)``."""
+    on = st.toggle("Correct citation numbers", value=True, key="rag_repair_citations", disabled=not retrieval_on,
+                   help="When the model cites a source that does not state its sentence, move the citation to the "
+                        "listed source that does and say so under the answer. Off: show the model's own numbers.")
+    return bool(on)
+
+
 def _run_choice(default_model: str, kind: str) -> ModelChoice | None:
     """Pick a run folder (newest first); the transformers backend loads base model + adapter."""
     runs = list_runs()
