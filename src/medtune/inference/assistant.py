@@ -203,13 +203,20 @@ class Assistant:
             pieces.append(piece)
             yield AssistantEvent("token", piece)
         raw = "".join(pieces).strip()
-        answer, moved, note = raw, [], None
-        if passages and self.repair_citations:
-            from medtune.rag.grounding import has_evidence, reattribute_citations, reattribution_note
+        from medtune.rag.grounding import (
+            check_citations,
+            citation_warning,
+            format_citations,
+            has_evidence,
+            reattribute_citations,
+            reattribution_note,
+        )
 
-            if has_evidence(passages):
-                answer, moved = reattribute_citations(raw, passages)
-                note = reattribution_note(moved)
+        evidence = bool(passages) and has_evidence(passages)
+        answer, moved, note = raw, [], None
+        if evidence and self.repair_citations:
+            answer, moved = reattribute_citations(raw, passages)
+            note = reattribution_note(moved)
         text, warnings = answer, []
         if self.guard is not None:
             guarded = self.guard.finalize_answer(answer)
@@ -217,14 +224,7 @@ class Assistant:
         citations: list[dict[str, Any]] = []
         check, warning = None, None
         if passages:
-            from medtune.rag.grounding import (
-                check_citations,
-                citation_warning,
-                format_citations,
-                has_evidence,
-            )
-
-            if has_evidence(passages):
+            if evidence:
                 check = check_citations(answer, passages)
                 warning = citation_warning(check)
             for line in (note, warning):

@@ -177,8 +177,9 @@ def _cited_units(answer: str) -> list[_CitedUnit]:
     from medtune.evaluate.metrics import words
 
     units: list[_CitedUnit] = []
-    starts = [0] + [m.end() for m in _SENTENCE_PIECES.finditer(answer)]
-    ends = [m.start() for m in _SENTENCE_PIECES.finditer(answer)] + [len(answer)]
+    boundaries = list(_SENTENCE_PIECES.finditer(answer))
+    starts = [0] + [m.end() for m in boundaries]
+    ends = [m.start() for m in boundaries] + [len(answer)]
     for start, end in zip(starts, ends, strict=True):
         sentence = answer[start:end]
         if not sentence or not words(sentence):
@@ -232,8 +233,6 @@ def citation_support(answer: str, passages: Sequence[Any], threshold: float = SU
     return pairs
 
 
-
-
 def cite_sentences(text: str, choose: Callable[[str], int | None]) -> tuple[str, int, int]:
     """Append ``[n]`` to each statement of ``text`` (before its final punctuation) where ``choose(sentence)`` gives a
     number; questions and sentences without a word are left as they are. Returns the text, the statements and
@@ -280,8 +279,9 @@ def reattribute_citations(answer: str, passages: Sequence[Any],
             continue
         scores = [support_score(unit.text, text) for text in texts]
         best = max(range(len(texts)), key=lambda i: scores[i]) + 1
-        mapping = {n: best for n in unit.numbers
-                   if not (1 <= n <= len(texts) and scores[n - 1] >= threshold) and scores[best - 1] >= threshold}
+        if scores[best - 1] < threshold:  # no shown passage states the sentence: leave its citations
+            continue
+        mapping = {n: best for n in unit.numbers if not (1 <= n <= len(texts) and scores[n - 1] >= threshold)}
         if not mapping:
             continue
         moved.extend((unit.text, old, new) for old, new in mapping.items() if old != new)
