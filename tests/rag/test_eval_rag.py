@@ -37,6 +37,18 @@ def test_grounding_scores_flag_citations_and_leaks() -> None:
     assert not reference_leaked(reference, [_passage("short")])  # tiny windows never count as a leak
 
 
+def test_without_references_the_signals_skip_only_the_leak_check() -> None:
+    from medtune.rag.grounding import NOT_COVERED
+
+    found = [_passage("Alpha thalassemia is a blood disorder that reduces the production of hemoglobin")]
+    per = grounding_scores(["It reduces hemoglobin production [1].", NOT_COVERED, "No citation."], None,
+                           [found, found, found])
+    assert "reference_in_index" not in per  # rubric questions have no reference answer to leak
+    assert per["says_not_covered"] == [0.0, 1.0, 0.0]
+    assert per["cites_source"] == [1.0, 0.0, 0.0]
+    assert per["citation_precision"] == [1.0, 0.0, 0.0]
+
+
 def test_the_citation_audit_gives_each_cited_sentence_its_verdict() -> None:
     found = [_passage("Alpha thalassemia is a blood disorder that reduces the production of hemoglobin"),
              _passage("Something unrelated about knee surgery and recovery after the operation.")]
@@ -151,3 +163,21 @@ def test_hiding_the_own_document_retrieves_none_of_it(index_home, tmp_path: Path
     assert report["rag_hide_own_document"] is True
     # the index holds these test answers, yet none is retrieved once their document is hidden
     assert report["tasks"]["medquad-test"]["metrics"]["reference_in_index"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_rubric_task_with_retrieval_reports_citations_and_not_covered(index_home, tmp_path: Path) -> None:
+    from medtune.rag.grounding import says_not_covered
+
+    model = _tiny_model(tmp_path)
+    result = CliRunner().invoke(get_app(), ["eval", str(model), "--tasks", "rubric:consumer-health-dev", "--limit",
+                                            "3", "--max-new-tokens", "4", "--rag", "medquad", "--rag-k", "2",
+                                            "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    task = json.loads((tmp_path / "r" / "results.json").read_text())["tasks"]["rubric:consumer-health-dev"]
+    metrics = task["metrics"]
+    assert {"rubric_score", "cites_source", "citation_precision", "says_not_covered", "evidence_found"} <= set(metrics)
+    assert "reference_in_index" not in metrics
+    assert metrics["says_not_covered"] == sum(says_not_covered(s["answer"]) for s in task["samples"]) / 3
+    assert all(len(sample["passages"]) == 2 and isinstance(sample["citations"], list) for sample in task["samples"])
+    assert "says_not_covered" in result.output  # the printed table shows it

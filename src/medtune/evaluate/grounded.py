@@ -88,17 +88,20 @@ def reference_leaked(reference: str, passages: list[Any]) -> bool:
                for text in (_normalised(str(getattr(p, "text", ""))) for p in passages))
 
 
-def grounding_scores(answers: list[str], references: list[str], passages: list[list[Any]]) -> dict[str, list[float]]:
-    """Per-example signals: evidence_found, cites_source, invalid_citation, reference_in_index, says_not_covered,
-    citation_reattributed (0/1), citation_precision and citation_precision_reattributed (0..1, 0 when nothing is
-    cited) and the top passage score."""
+def grounding_scores(answers: list[str], references: list[str] | None,
+                     passages: list[list[Any]]) -> dict[str, list[float]]:
+    """Per-example signals: evidence_found, cites_source, invalid_citation, reference_in_index (only with
+    ``references``; rubric tasks have none), says_not_covered, citation_reattributed (0/1), citation_precision and
+    citation_precision_reattributed (0..1, 0 when nothing is cited) and the top passage score."""
     from medtune.rag.grounding import check_citations, has_evidence, reattribute_citations, says_not_covered
 
     per: dict[str, list[float]] = {"evidence_found": [], "cites_source": [], "invalid_citation": [],
                                    "citation_precision": [], "citation_precision_reattributed": [],
                                    "citation_reattributed": [], "says_not_covered": [], "reference_in_index": [],
                                    "top_passage_score": []}
-    for answer, reference, found in zip(answers, references, passages, strict=True):
+    if references is None:
+        del per["reference_in_index"]
+    for answer, reference, found in zip(answers, references or [None] * len(answers), passages, strict=True):
         check = check_citations(answer, found)
         served = reattribute_citations(answer, found)
         per["evidence_found"].append(float(has_evidence(found)))
@@ -108,7 +111,8 @@ def grounding_scores(answers: list[str], references: list[str], passages: list[l
         per["citation_precision_reattributed"].append(citation_precision(served.text, found))
         per["citation_reattributed"].append(float(bool(served.moved)))
         per["says_not_covered"].append(float(says_not_covered(answer)))
-        per["reference_in_index"].append(float(reference_leaked(reference, found)))
+        if reference is not None:
+            per["reference_in_index"].append(float(reference_leaked(reference, found)))
         per["top_passage_score"].append(max((float(p.score) for p in found), default=0.0))
     return per
 

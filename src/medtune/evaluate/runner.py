@@ -139,6 +139,10 @@ def _rubric(task: Task, questions: list[Any], model: Any, tokenizer: Any, settin
     result = grade(questions, answered.texts, settings.rubric_grader, judge, lambda: progress.advance(bar))
     per = {"rubric_score": result.scores, **answered.per_example,
            "repeated_3gram_fraction": [repeated_ngram_fraction(a) for a in answered.texts]}
+    if answered.grounded is not None:  # with --rag: how often it cites, and how often it says "not covered"
+        from medtune.evaluate.grounded import grounding_scores
+
+        per.update(grounding_scores(answered.texts, None, answered.grounded.passages))
     intervals = metric_intervals(per)
     intervals["rubric_score"] = list(result.interval)
     metrics = {"rubric_score": result.score, "judge_failures": float(result.judge_failures),
@@ -146,14 +150,20 @@ def _rubric(task: Task, questions: list[Any], model: Any, tokenizer: Any, settin
     notes: list[str] = [f"grader: {settings.rubric_grader}; rubric_score = mean of (met points / positive points) "
                         "per question, clipped to [0, 1] (HealthBench's aggregate)."]
     speed_and_limit_notes(answered, settings, metrics, notes)
+    samples = [{"id": q.id, "question": q.question, "answer": a,
+                "reference": "; ".join(f"{c.points:+d} {c.criterion}" for c, m in zip(q.criteria, met, strict=True)
+                                       if m) or "(no criterion met)"}
+               for q, a, met in zip(questions, answered.texts, result.met, strict=True)]
+    if answered.grounded is not None:
+        from medtune.evaluate.grounded import citation_audit
+
+        for sample, answer, found in zip(samples, answered.texts, answered.grounded.passages, strict=True):
+            sample.update(citation_audit(answer, found))
     return {
         "kind": task.kind, "n": len(questions), "metrics": metrics, "intervals": intervals, "per_example": per,
         "tags": result.tag_scores, "grader": settings.rubric_grader, "notes": notes,
         "system_prompt": context["system_prompt"], "ids": [q.id for q in questions], "seconds": answered.seconds,
-        "samples": [{"id": q.id, "question": q.question, "answer": a,
-                     "reference": "; ".join(f"{c.points:+d} {c.criterion}" for c, m in zip(q.criteria, met, strict=True)
-                                            if m) or "(no criterion met)"}
-                    for q, a, met in zip(questions, answered.texts, result.met, strict=True)],
+        "samples": samples,
     }
 
 
