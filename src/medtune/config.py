@@ -72,6 +72,20 @@ class GroundedConfig(Section):
         0.15, ge=0.0, lt=1.0, description="Share of examples whose own document is left out of the passages; their "
         "target says the sources do not cover the question."
     )
+    no_answer_passages: Literal["same_topic", "other_question"] = Field(
+        "same_topic", description="What a no-answer example shows: `same_topic` = the passages retrieved for its own "
+        "question (other documents on the same topic: abstain unless the answer itself is shown); `other_question` "
+        "= the passages retrieved for another, seeded question of the split (abstain when the sources are about "
+        "something else)."
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_no_answer_passages(self, handler: Any) -> dict[str, Any]:
+        """Leave ``no_answer_passages`` out at its default, so existing grounded recipes keep their data hash."""
+        dumped = dict(handler(self))
+        if self.no_answer_passages == "same_topic":
+            dumped.pop("no_answer_passages", None)
+        return dumped
 
 
 class DistillConfig(Section):

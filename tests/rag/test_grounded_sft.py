@@ -97,6 +97,11 @@ def test_grounded_settings_in_a_recipe() -> None:
     recipe = recipe_from_dict({"name": "g", "data": {"grounded": {"index": "medquad-grounded", "k": 3}}})
     assert recipe.data.grounded.k == 3 and recipe.data.grounded.no_answer_share == 0.15
     assert "grounded" in recipe.data.model_dump() and "grounded" not in DataConfig().model_dump()  # hashes unchanged
+    assert "no_answer_passages" not in recipe.data.model_dump()["grounded"]  # nor for grounded recipes at the default
+    other = recipe_from_dict({"name": "g", "data": {"grounded": {"index": "i", "no_answer_passages": "other_question"}}})
+    assert other.data.model_dump()["grounded"]["no_answer_passages"] == "other_question"
+    with pytest.raises(UserError, match="no_answer_passages"):
+        recipe_from_dict({"name": "g", "data": {"grounded": {"index": "i", "no_answer_passages": "random"}}})
     with pytest.raises(UserError, match=r"data\.grounded\.indx'; did you mean 'index'"):
         recipe_from_dict({"name": "g", "data": {"grounded": {"indx": "x"}}})
 
@@ -196,6 +201,36 @@ def test_grounded_prompts_are_the_served_format_with_cited_targets(grounded_home
                 check = check_citations(target, passages)
                 assert check.valid and not check.invalid and set(check.valid) <= set(own)
     assert seen["with"] > 20 and seen["without"] > 5
+
+
+@pytest.mark.slow
+def test_other_question_no_answer_examples_show_another_questions_passages(grounded_home: Grounded,
+                                                                           tmp_path: Path) -> None:
+    from medtune.data.pipeline import prepare
+    from medtune.rag import open_retriever
+
+    chunks = open_retriever("slice").by_id
+    out = tmp_path / "other"
+    prepare(grounded_home.data(grounded={"index": "slice", "k": 3, "no_answer_share": 0.25,
+                                         "no_answer_passages": "other_question"}),
+            out, tokenizer=grounded_home.tokenizer, progress=False)
+    assert json.loads((out / "manifest.json").read_text())["grounded"]["no_answer_passages"] == "other_question"
+    same_topic = {r["id"]: r for r in map(json.loads, (grounded_home.out / "grounded.jsonl").open())}
+    other = {r["id"]: r for r in map(json.loads, (out / "grounded.jsonl").open())}
+    assert same_topic.keys() == other.keys()
+    changed = 0
+    for split in ("train", "validation"):
+        for row in _rows(out, split):
+            before, after = same_topic[row["id"]], other[row["id"]]
+            assert before["no_answer"] == after["no_answer"]  # the same rows, seeded
+            if not after["no_answer"]:
+                assert after["passages"] == before["passages"]  # with-answer examples are untouched
+                continue
+            assert row["completion"].startswith(NOT_COVERED) and after["evidence"]
+            assert all(chunks[c]["document_id"] != _document(row) for c in after["passages"])
+            changed += set(after["passages"]) != set(before["passages"])
+    no_answer = sum(r["no_answer"] for r in other.values())
+    assert no_answer > 5 and changed >= 0.8 * no_answer  # off-topic passages, not the question's own neighbours
 
 
 @pytest.mark.slow

@@ -136,6 +136,33 @@ def test_exclude_prepared_test_and_pairs(shared_data: Path, tmp_path: Path, slic
         build_index([spec], "small2", exclude_prepared_test=tmp_path)
 
 
+def test_excluding_a_test_split_matches_answers_as_prepare_cleaned_them(tmp_path: Path) -> None:
+    """A prepared test answer is the cleaned copy of a raw row (NFKC, HTML, whitespace): the index must still drop
+    the raw row, or `prepare --grounded` finds the test answer in the index and refuses it."""
+    import csv
+
+    from medtune.data.cleaning import clean_text
+
+    raw = ["Warfarin blocks vitamin K\u2011dependent clotting factors \u2026 made in the liver.",
+           "<p>Take the tablet with food &amp; a full glass of water.</p>  It is absorbed well.",
+           "Spacers help inhaled asthma medicine reach the lungs instead of the mouth."]
+    source = tmp_path / "qa.csv"
+    with source.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer"])
+        writer.writerows([[f"Question number {i}?", answer] for i, answer in enumerate(raw)])
+    cleaned = [clean_text(answer)[0] for answer in raw[:2]]
+    assert cleaned[0] != raw[0] and cleaned[1] != raw[1]  # cleaning really changed both
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "test.jsonl").write_text("".join(
+        json.dumps({"id": f"t{i}", "question": "q", "answer": answer}) + "\n" for i, answer in enumerate(cleaned)))
+    manifest = build_index([f"csv:{source}"], "cleaned", exclude_prepared_test=prepared, progress=False)
+    assert manifest["dropped"]["excluded_test_answer"] == 2
+    texts = [json.loads(line)["text"] for line in (index_dir("cleaned") / "chunks.jsonl").open()]
+    assert texts == [raw[2]]
+
+
 def test_server_mode_reports_an_unreachable_qdrant(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     store = VectorStore("medquad", url=url, timeout=2)

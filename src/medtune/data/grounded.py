@@ -23,7 +23,6 @@ no-answer example.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -33,6 +32,7 @@ from typing import Any
 
 from medtune.config import GroundedConfig
 from medtune.errors import UserError
+from medtune.rag.chunking import answer_key
 
 MAX_OWN_PASSAGES = 2  # the retriever's per-document cap: a long answer is shown as at most two windows
 GROUNDED_SPLITS = ("train", "validation")
@@ -41,11 +41,6 @@ GROUNDED_SPLITS = ("train", "validation")
 def _words(text: str) -> list[str]:
     """Lower-cased words of ``text`` (punctuation and whitespace dropped)."""
     return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def _text_key(text: str) -> str:
-    """Hash of the lower-cased words of ``text`` (robust to punctuation and whitespace changes by cleaning)."""
-    return hashlib.sha1(" ".join(_words(text)).encode()).hexdigest()
 
 
 #: a question-id match counts as the row's own answer only when the two answers share this share of their words:
@@ -90,7 +85,7 @@ class GroundedBuilder:
             for chunk_id in ids[1:]:  # windows overlap by `overlap` words: rebuild the whole answer
                 words.extend(self.retriever.by_id[chunk_id]["text"].split()[overlap:])
             self.pair_text[pair] = " ".join(words)
-            self.by_text.setdefault(_text_key(self.pair_text[pair]), []).append(pair)
+            self.by_text.setdefault(answer_key(self.pair_text[pair]), []).append(pair)
         self.by_question_id = {pair.split("/", 1)[1]: pair for pair in self.pair_chunks if "/" in pair}
 
     def remember_documents(self, rows: list[dict[str, Any]]) -> None:
@@ -109,7 +104,7 @@ class GroundedBuilder:
         by_id = self.by_question_id.get(str(row.get("original_id") or ""))
         found = [by_id] if by_id and document and self._document_of(by_id) == document and \
             self._same_answer(str(row["answer"]), self.pair_text[by_id]) else []
-        same_text = self.by_text.get(_text_key(str(row["answer"])), [])
+        same_text = self.by_text.get(answer_key(str(row["answer"])), [])
         found += sorted((p for p in same_text if p not in found), key=lambda p: self._document_of(p) != document)
         return found
 
@@ -144,13 +139,16 @@ class GroundedBuilder:
         questions = [strip_control_strings(str(row["question"])) for _, row in rows]
         vectors = dense.embed(questions, self.retriever.encoder) if rows else []
         no_answer = self._pick_no_answer(splits, seed)
+        other = self._other_questions(rows, no_answer, seed)
         stats: Counter[str] = Counter()
         per_split: dict[str, Counter[str]] = {name: Counter() for name in GROUNDED_SPLITS if name in splits}
         records = []
         for (split, row), question, vector in tqdm(list(zip(rows, questions, vectors, strict=True)),
                                                    desc="grounding", unit=" rows", disable=None if progress else True,
                                                    leave=False):
-            record = self._ground(row, question, vector, row["id"] in no_answer, test_documents, style, tokenizer,
+            source = other.get(row["id"])
+            retrieval = (questions[source], vectors[source]) if source is not None else (question, vector)
+            record = self._ground(row, question, retrieval, row["id"] in no_answer, test_documents, style, tokenizer,
                                   system_prompt, random.Random(f"{seed}:{row['id']}"), stats)
             per_split[split]["no_answer" if record["no_answer"] else "with_answer"] += 1
             records.append({"id": row["id"], "split": split, **record})
@@ -164,6 +162,7 @@ class GroundedBuilder:
         from medtune.rag.grounding import SUPPORT_THRESHOLD
 
         return {"index": self.name, "k": self.settings.k, "no_answer_share": self.settings.no_answer_share,
+                "no_answer_passages": self.settings.no_answer_passages,
                 "format": "medtune.rag.grounding.build_grounded_messages", "index_excludes_test_of": self.excluded,
                 "test_answers_in_index": 0, "test_documents": len(test_documents),
                 "rows": {name: dict(counts) for name, counts in per_split.items()},
@@ -180,10 +179,27 @@ class GroundedBuilder:
             chosen.update(random.Random(f"{seed}:no-answer:{name}").sample(ids, count))
         return chosen
 
-    def _ground(self, row: dict[str, Any], question: str, vector: Any, no_answer: bool, test_documents: set[str],
-                style: str, tokenizer: Any, system_prompt: str | None, rng: random.Random,
+    def _other_questions(self, rows: list[tuple[str, dict[str, Any]]], no_answer: set[str], seed: int) -> dict[str, int]:
+        """``no_answer_passages: other_question``: for each no-answer row, the index (in ``rows``) of a seeded other
+        row of the same split and another document, whose question retrieves the passages it shows."""
+        if self.settings.no_answer_passages != "other_question":
+            return {}
+        chosen = {}
+        for position, (split, row) in enumerate(rows):
+            if row["id"] not in no_answer:
+                continue
+            document = self.documents.get(id(row), "")
+            candidates = [i for i, (name, other) in enumerate(rows) if name == split and i != position
+                          and (not document or self.documents.get(id(other), "") != document)]
+            if candidates:
+                chosen[row["id"]] = random.Random(f"{seed}:other-question:{row['id']}").choice(candidates)
+        return chosen
+
+    def _ground(self, row: dict[str, Any], question: str, retrieval: tuple[str, Any], no_answer: bool,
+                test_documents: set[str], style: str, tokenizer: Any, system_prompt: str | None, rng: random.Random,
                 stats: Counter[str]) -> dict[str, Any]:
-        """Pick the passages, build the cited (or not-covered) target and set the row's prompt and completion."""
+        """Pick the passages (retrieved for ``retrieval``: this question and its vector, or another question's for a
+        no-answer example), build the cited (or not-covered) target and set the row's prompt and completion."""
         from medtune.evaluate.hallucination import split_sentences
         from medtune.prompts import strip_control_strings
         from medtune.rag.grounding import (
@@ -204,7 +220,7 @@ class GroundedBuilder:
             no_answer = True
         own_document = self._document_of(owners[0]) if owners else self.documents.get(id(row), "")
         statements = [s for s in split_sentences(answer) if not s.endswith("?")]
-        ranked, cosines = self.retriever.rank(question, 3 * k + 4, vector=vector)
+        ranked, cosines = self.retriever.rank(retrieval[0], 3 * k + 4, vector=retrieval[1])
         keep = []
         for chunk_id, score in ranked:
             chunk = self.retriever.by_id[chunk_id]
@@ -224,7 +240,9 @@ class GroundedBuilder:
             for position, chunk_id in zip(positions, own_ids, strict=True):
                 chosen.insert(position, (chunk_id, 0.0))
             own_numbers = [p + 1 for p in positions]
-        passages = self.retriever.passages(chosen, vector, cosines)
+        # scored against the question they were retrieved for: an other-question example shows its passages as a
+        # retriever would return off-topic ones (the evidence gate passes), which is the case it teaches
+        passages = self.retriever.passages(chosen, retrieval[1], cosines)
         messages = build_grounded_messages(question, passages, system_prompt)
         evidence = has_evidence(passages)
         if no_answer or not evidence:

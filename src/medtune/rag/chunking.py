@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from medtune.data.cleaning import clean_text, normalized_key
+
 DEFAULT_MAX_WORDS = 160
 DEFAULT_OVERLAP = 30
 
@@ -35,8 +37,12 @@ class Chunk:
 
 
 def answer_key(answer: str) -> str:
-    """Normalised sha1 of an answer text (used to exclude a prepared test split's answers)."""
-    return hashlib.sha1(" ".join(answer.lower().split()).encode()).hexdigest()
+    """sha1 of an answer as ``medtune prepare`` would clean it, case-, punctuation- and whitespace-insensitive.
+
+    A raw source row and its cleaned, prepared copy get the same key (cleaning's NFKC, HTML and whitespace changes
+    included), so ``index build --exclude-prepared-test`` and ``prepare --grounded``'s leak check agree.
+    """
+    return hashlib.sha1(normalized_key(clean_text(answer)[0]).encode()).hexdigest()
 
 
 def split_words(text: str, max_words: int = DEFAULT_MAX_WORDS, overlap: int = DEFAULT_OVERLAP) -> list[str]:
