@@ -184,13 +184,16 @@ class GroundedBuilder:
         row of the same split and another document, whose question retrieves the passages it shows."""
         if self.settings.no_answer_passages != "other_question":
             return {}
+        by_split: dict[str, list[int]] = {}
+        for position, (split, _) in enumerate(rows):
+            by_split.setdefault(split, []).append(position)
         chosen = {}
         for position, (split, row) in enumerate(rows):
             if row["id"] not in no_answer:
                 continue
             document = self.documents.get(id(row), "")
-            candidates = [i for i, (name, other) in enumerate(rows) if name == split and i != position
-                          and (not document or self.documents.get(id(other), "") != document)]
+            candidates = [i for i in by_split[split] if i != position
+                          and (not document or self.documents.get(id(rows[i][1]), "") != document)]
             if candidates:
                 chosen[row["id"]] = random.Random(f"{seed}:other-question:{row['id']}").choice(candidates)
         return chosen

@@ -125,6 +125,12 @@ def citation_precision(answer: str, passages: list[Any]) -> float:
     return sum(pair.supported for pair in pairs) / len(pairs) if pairs else 0.0
 
 
+def add_citation_audits(samples: list[dict[str, Any]], answers: list[str], passages: list[list[Any]]) -> None:
+    """Add each sample's :func:`citation_audit` to it in place (the results.json samples of a ``--rag`` task)."""
+    for sample, answer, found in zip(samples, answers, passages, strict=True):
+        sample.update(citation_audit(answer, found))
+
+
 def citation_audit(answer: str, passages: list[Any]) -> dict[str, Any]:
     """What a reader needs to check one grounded answer by hand: the ids of the passages it was shown (numbered from
     1 in this order), every cited sentence with its passage number, support score and verdict, and the citations

@@ -114,10 +114,9 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     samples = [{"id": e.id, "question": e.question, "reference": e.reference, "answer": a}
                for e, a in zip(examples, answers, strict=True)]
     if answered.grounded is not None:  # the sources shown and each citation's verdict, to audit by hand
-        from medtune.evaluate.grounded import citation_audit
+        from medtune.evaluate.grounded import add_citation_audits
 
-        for sample, answer, found in zip(samples, answers, answered.grounded.passages, strict=True):
-            sample.update(citation_audit(answer, found))
+        add_citation_audits(samples, answers, answered.grounded.passages)
     return {
         "kind": task.kind, "n": len(examples), "metrics": metrics, "intervals": metric_intervals(per),
         "per_example": per, "notes": scores.notes, "system_prompt": context["system_prompt"],
@@ -155,10 +154,9 @@ def _rubric(task: Task, questions: list[Any], model: Any, tokenizer: Any, settin
                                        if m) or "(no criterion met)"}
                for q, a, met in zip(questions, answered.texts, result.met, strict=True)]
     if answered.grounded is not None:
-        from medtune.evaluate.grounded import citation_audit
+        from medtune.evaluate.grounded import add_citation_audits
 
-        for sample, answer, found in zip(samples, answered.texts, answered.grounded.passages, strict=True):
-            sample.update(citation_audit(answer, found))
+        add_citation_audits(samples, answered.texts, answered.grounded.passages)
     return {
         "kind": task.kind, "n": len(questions), "metrics": metrics, "intervals": intervals, "per_example": per,
         "tags": result.tag_scores, "grader": settings.rubric_grader, "notes": notes,
