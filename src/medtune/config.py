@@ -78,13 +78,21 @@ class GroundedConfig(Section):
         "= the passages retrieved for another, seeded question of the split (abstain when the sources are about "
         "something else)."
     )
+    passage_header: Literal["question", "topic"] = Field(
+        "question", description="The line above each numbered passage in the prompt: `question` = its focus and the "
+        "question it answers (\"Glaucoma — What are the symptoms of Glaucoma ?\"); `topic` = its focus only, so the "
+        "model has to read a passage to know whether it answers. Recorded in the run; served the same way."
+    )
 
     @model_serializer(mode="wrap")
-    def _omit_default_no_answer_passages(self, handler: Any) -> dict[str, Any]:
-        """Leave ``no_answer_passages`` out at its default, so existing grounded recipes keep their data hash."""
+    def _omit_defaults_added_later(self, handler: Any) -> dict[str, Any]:
+        """Leave ``no_answer_passages`` and ``passage_header`` out at their defaults, so existing grounded recipes
+        keep their data hash."""
         dumped = dict(handler(self))
         if self.no_answer_passages == "same_topic":
             dumped.pop("no_answer_passages", None)
+        if self.passage_header == "question":
+            dumped.pop("passage_header", None)
         return dumped
 
 

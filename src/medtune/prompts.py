@@ -70,6 +70,20 @@ def served_system_prompt(model: str | Any = None) -> str:
     return served_prompt_for(trained)
 
 
+def served_passage_header(model: str | Any = None) -> str:
+    """The passage header (``data.grounded.passage_header``: ``question`` or ``topic``) a run folder's grounded
+    training prompts used, read from its data manifest, so ``--rag`` serves passages the way the run learned them;
+    ``question`` (the original format) for base models and runs trained without grounded data."""
+    import json
+    from pathlib import Path
+
+    manifest = Path(str(model)).expanduser() / "data_manifest.json" if model else None
+    if manifest is None or not manifest.is_file():
+        return "question"
+    grounded = json.loads(manifest.read_text()).get("grounded") or {}
+    return str(grounded.get("passage_header") or "question")
+
+
 def served_prompt_for(trained: str | None) -> str:
     """The system prompt served for a run trained with ``trained`` (the guard's when it trained without one)."""
     if trained:

@@ -97,6 +97,9 @@ def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tm
     batch = grounded_prompts([r["question"] for r in rows], retriever, load_tokenizer(str(model)), k=3)
     assert all("Sources:" in p and "[1] " in p and "Cite every statement" in p for p in batch.prompts)
     assert all(any(p.document_id == "2_GARD_QA/0000004" for p in found) for found in batch.passages)
+    topic = grounded_prompts([r["question"] for r in rows], retriever, load_tokenizer(str(model)), k=3, header="topic")
+    for prompt, found in zip(topic.prompts, topic.passages, strict=True):
+        assert all(f"[{n}] {p.focus_area}\n" in prompt and p.title not in prompt for n, p in enumerate(found, 1))
 
     prepared = _prepared_from(rows, tmp_path / "prepared")
     runner = CliRunner()
@@ -108,6 +111,7 @@ def test_eval_with_retrieval_grounds_prompts_and_reports_the_leak(index_home, tm
     without = json.loads((tmp_path / "plain" / "results.json").read_text())
     assert with_rag["rag"] == "medquad" and with_rag["rag_k"] == 3 and without["rag"] is None
     task = with_rag["tasks"]["medquad-test"]
+    assert task["passage_header"] == "question" and "passage_header" not in without["tasks"]["medquad-test"]
     # the test answers are in this index: every question finds its own reference, and the report says so
     assert task["metrics"]["reference_in_index"] == 1.0 and task["metrics"]["evidence_found"] == 1.0
     assert any("open-book test" in note and "--rag-hide-own-document" in note for note in task["notes"])
@@ -166,10 +170,18 @@ def test_hiding_the_own_document_retrieves_none_of_it(index_home, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_a_rubric_task_with_retrieval_reports_citations_and_not_covered(index_home, tmp_path: Path) -> None:
+def test_a_rubric_task_with_retrieval_reports_citations_and_not_covered(index_home, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtune.rag import grounding
     from medtune.rag.grounding import says_not_covered
 
     model = _tiny_model(tmp_path)
+    # a model folder that was trained on topic-headed grounded prompts is served (and scored) with them
+    (model / "data_manifest.json").write_text(json.dumps({"grounded": {"passage_header": "topic"}}))
+    headers: list[str] = []
+    build = grounding.build_grounded_messages
+    monkeypatch.setattr(grounding, "build_grounded_messages",
+                        lambda *args, **kwargs: headers.append(kwargs.get("header", "question")) or build(*args, **kwargs))
     result = CliRunner().invoke(get_app(), ["eval", str(model), "--tasks", "rubric:consumer-health-dev", "--limit",
                                             "3", "--max-new-tokens", "4", "--rag", "medquad", "--rag-k", "2",
                                             "--out", str(tmp_path / "r")])
@@ -177,7 +189,7 @@ def test_a_rubric_task_with_retrieval_reports_citations_and_not_covered(index_ho
     task = json.loads((tmp_path / "r" / "results.json").read_text())["tasks"]["rubric:consumer-health-dev"]
     metrics = task["metrics"]
     assert {"rubric_score", "cites_source", "citation_precision", "says_not_covered", "evidence_found"} <= set(metrics)
-    assert "reference_in_index" not in metrics
+    assert "reference_in_index" not in metrics and task["passage_header"] == "topic" and headers == ["topic"] * 3
     assert metrics["says_not_covered"] == sum(says_not_covered(s["answer"]) for s in task["samples"]) / 3
     assert all(len(sample["passages"]) == 2 and isinstance(sample["citations"], list) for sample in task["samples"])
     assert "says_not_covered" in result.output  # the printed table shows it

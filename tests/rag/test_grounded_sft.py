@@ -97,7 +97,9 @@ def test_grounded_settings_in_a_recipe() -> None:
     recipe = recipe_from_dict({"name": "g", "data": {"grounded": {"index": "medquad-grounded", "k": 3}}})
     assert recipe.data.grounded.k == 3 and recipe.data.grounded.no_answer_share == 0.15
     assert "grounded" in recipe.data.model_dump() and "grounded" not in DataConfig().model_dump()  # hashes unchanged
-    assert "no_answer_passages" not in recipe.data.model_dump()["grounded"]  # nor for grounded recipes at the default
+    assert {"no_answer_passages", "passage_header"}.isdisjoint(recipe.data.model_dump()["grounded"])  # nor here
+    topic = recipe_from_dict({"name": "g", "data": {"grounded": {"index": "i", "passage_header": "topic"}}})
+    assert topic.data.model_dump()["grounded"]["passage_header"] == "topic"
     other = recipe_from_dict({"name": "g", "data": {"grounded": {"index": "i", "no_answer_passages": "other_question"}}})
     assert other.data.model_dump()["grounded"]["no_answer_passages"] == "other_question"
     with pytest.raises(UserError, match="no_answer_passages"):
@@ -231,6 +233,44 @@ def test_other_question_no_answer_examples_show_another_questions_passages(groun
             changed += set(after["passages"]) != set(before["passages"])
     no_answer = sum(r["no_answer"] for r in other.values())
     assert no_answer > 5 and changed >= 0.8 * no_answer  # off-topic passages, not the question's own neighbours
+
+
+@pytest.mark.slow
+def test_topic_headers_hide_each_passages_question_in_training_and_in_serving(grounded_home: Grounded,
+                                                                             tmp_path: Path) -> None:
+    from tests.rag.fakes import ScriptedBackend
+
+    from medtune.data.pipeline import prepare
+    from medtune.inference.assistant import Assistant
+    from medtune.prompts import render_messages, served_passage_header
+    from medtune.rag import open_retriever
+
+    chunks = open_retriever("slice").by_id
+    out = tmp_path / "topic"
+    prepare(grounded_home.data(grounded={"index": "slice", "k": 3, "no_answer_share": 0.25, "passage_header": "topic"}),
+            out, tokenizer=grounded_home.tokenizer, progress=False)
+    run = tmp_path / "run"  # a run folder keeps a copy of the prepared manifest; serving reads the header from it
+    run.mkdir()
+    shutil.copy(out / "manifest.json", run / "data_manifest.json")
+    assert served_passage_header(run) == "topic" and served_passage_header(grounded_home.out) == "question"
+    assistant = Assistant(ScriptedBackend("x"), None, system_prompt=SYSTEM, passage_header=served_passage_header(run))
+    records = {r["id"]: r for r in map(json.loads, (out / "grounded.jsonl").open())}
+    checked = 0
+    for row in _rows(out, "train"):
+        record = records[row["id"]]
+        if not record["evidence"]:
+            continue
+        passages = [Passage(id=c, title=chunks[c]["title"], url=chunks[c]["url"], source=chunks[c]["source"],
+                            focus_area=chunks[c]["focus_area"], text=chunks[c]["text"], score=1.0)
+                    for c in record["passages"]]
+        for number, passage in enumerate(passages, 1):
+            assert f"[{number}] {passage.focus_area or passage.source}\n" in row["prompt"]
+            assert passage.title not in row["prompt"]  # the question a passage answers is not shown
+        served = render_messages(assistant.build_messages(row["question"], [], passages), "chat-template",
+                                 grounded_home.tokenizer)
+        assert served == row["prompt"]  # ask --rag renders what the run trained on
+        checked += 1
+    assert checked > 20
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,15 @@ def test_grounded_messages_number_the_sources_and_ask_for_citations() -> None:
     citations = format_citations(passages)
     assert citations.splitlines() == ["Sources:", "[1] Focus 1 — What is focus 1 ? — https://example.org/1",
                                       "[2] Focus 2 — What is focus 2 ? — https://example.org/2"]
+
+
+def test_topic_headers_show_the_focus_not_the_question() -> None:
+    no_focus = replace(_passage(2), focus_area="")
+    user = build_grounded_messages("What is focus 1?", [_passage(1), no_focus], header="topic")[1]["content"]
+    assert "[1] Focus 1\nPassage number 1 text." in user and "What is focus 1 ?" not in user
+    assert f"[2] {no_focus.source}\n" in user  # the source name stands in for a missing focus
+    # the list printed after the answer still names each passage's question for the reader
+    assert "[1] Focus 1 — What is focus 1 ?" in format_citations([_passage(1)])
 
 
 def test_no_evidence_when_best_score_is_under_threshold() -> None:

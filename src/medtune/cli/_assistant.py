@@ -35,12 +35,12 @@ def build_assistant(model: str, backend: str, url: str | None, temperature: floa
         from medtune.rag import open_retriever
 
         retriever = open_retriever(name=rag)
-    from medtune.prompts import served_system_prompt
+    from medtune.prompts import served_passage_header, served_system_prompt
 
     system_prompt = served_system_prompt(model_name) if guard is not None else None
     return Assistant(load_backend(backend, model_name, **options), guard, settings, retriever=retriever,
                      system_prompt=system_prompt, rag_min_score=rag_min_score,
-                     repair_citations=repair_citations)
+                     repair_citations=repair_citations, passage_header=served_passage_header(model_name))
 
 
 def after_stream(reply: Any) -> str:

@@ -162,7 +162,7 @@ class GroundedBuilder:
         from medtune.rag.grounding import SUPPORT_THRESHOLD
 
         return {"index": self.name, "k": self.settings.k, "no_answer_share": self.settings.no_answer_share,
-                "no_answer_passages": self.settings.no_answer_passages,
+                "no_answer_passages": self.settings.no_answer_passages, "passage_header": self.settings.passage_header,
                 "format": "medtune.rag.grounding.build_grounded_messages", "index_excludes_test_of": self.excluded,
                 "test_answers_in_index": 0, "test_documents": len(test_documents),
                 "rows": {name: dict(counts) for name, counts in per_split.items()},
@@ -246,7 +246,7 @@ class GroundedBuilder:
         # scored against the question they were retrieved for: an other-question example shows its passages as a
         # retriever would return off-topic ones (the evidence gate passes), which is the case it teaches
         passages = self.retriever.passages(chosen, retrieval[1], cosines)
-        messages = build_grounded_messages(question, passages, system_prompt)
+        messages = build_grounded_messages(question, passages, system_prompt, header=self.settings.passage_header)
         evidence = has_evidence(passages)
         if no_answer or not evidence:
             stats["no_evidence_prompts"] += not evidence

@@ -62,9 +62,10 @@ def own_documents(meta: dict[str, Any]) -> set[str]:
 
 def grounded_prompts(questions: list[str], retriever: Any, tokenizer: Any, *, style: str = "chat-template",
                      system_prompt: str | None = None, chat_template: bool = True, k: int = 4,
-                     exclude_documents: list[set[str]] | None = None) -> GroundedBatch:
+                     exclude_documents: list[set[str]] | None = None, header: str = "question") -> GroundedBatch:
     """Retrieve ``k`` passages per question and render the grounded prompt the assistant uses
-    (``exclude_documents[i]``: document ids never retrieved for question i)."""
+    (``exclude_documents[i]``: document ids never retrieved for question i; ``header``: the run's passage header,
+    :func:`medtune.prompts.served_passage_header`)."""
     from medtune.rag.grounding import build_grounded_messages
 
     prompts, retrieved = [], []
@@ -72,7 +73,7 @@ def grounded_prompts(questions: list[str], retriever: Any, tokenizer: Any, *, st
         question = strip_control_strings(question)
         hidden = exclude_documents[number] if exclude_documents else set()
         passages = retriever.retrieve(question, k, exclude_documents=hidden)
-        messages = build_grounded_messages(question, passages, system_prompt)
+        messages = build_grounded_messages(question, passages, system_prompt, header=header)
         if chat_template:
             prompts.append(render_messages(messages, style, tokenizer, generation_prompt=True))
         else:

@@ -61,7 +61,7 @@ def _run_context(model: str, prompt: str = "served", system_prompt: str | None =
     ``"training"``: the one the run's examples were rendered with (None = the template's default). An explicit
     ``system_prompt`` replaces either (``prompt`` is then recorded as ``custom``).
     """
-    from medtune.prompts import served_system_prompt
+    from medtune.prompts import served_passage_header, served_system_prompt
 
     run_json = Path(model).expanduser() / "run.json"
     info = json.loads(run_json.read_text()) if run_json.is_file() else {}
@@ -73,7 +73,12 @@ def _run_context(model: str, prompt: str = "served", system_prompt: str | None =
     if system_prompt:
         prompt, chosen = "custom", system_prompt
     return {"run_dir": run_json.parent if info else None, "style": info.get("prompt_style") or "chat-template",
-            "prompt": prompt, "system_prompt": chosen}
+            "prompt": prompt, "system_prompt": chosen, "passage_header": served_passage_header(model)}
+
+
+def _grounded_format(context: dict[str, Any], rag: Any) -> dict[str, Any]:
+    """With retrieval, the passage header the prompts used (the run's ``data.grounded.passage_header``)."""
+    return {"passage_header": context.get("passage_header", "question")} if rag is not None else {}
 
 
 def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenizer: Any, settings: EvalConfig,
@@ -120,7 +125,7 @@ def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenize
     return {
         "kind": task.kind, "n": len(examples), "metrics": metrics, "intervals": metric_intervals(per),
         "per_example": per, "notes": scores.notes, "system_prompt": context["system_prompt"],
-        "ids": [e.id for e in examples], "seconds": answered.seconds, "samples": samples,
+        "ids": [e.id for e in examples], "seconds": answered.seconds, "samples": samples, **_grounded_format(context, rag),
     }
 
 
@@ -161,7 +166,7 @@ def _rubric(task: Task, questions: list[Any], model: Any, tokenizer: Any, settin
         "kind": task.kind, "n": len(questions), "metrics": metrics, "intervals": intervals, "per_example": per,
         "tags": result.tag_scores, "grader": settings.rubric_grader, "notes": notes,
         "system_prompt": context["system_prompt"], "ids": [q.id for q in questions], "seconds": answered.seconds,
-        "samples": samples,
+        "samples": samples, **_grounded_format(context, rag),
     }
 
 

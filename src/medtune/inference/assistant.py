@@ -91,7 +91,8 @@ class Assistant:
 
     def __init__(self, backend: Backend, guard: Guard | None, settings: GenerationSettings | None = None,
                  retriever: Any = None, top_k_passages: int = 4, system_prompt: str | None = None,
-                 rag_min_score: float | None = None, repair_citations: bool = True) -> None:
+                 rag_min_score: float | None = None, repair_citations: bool = True,
+                 passage_header: str = "question") -> None:
         """Wrap ``backend``; ``guard`` None disables input checks and answer finalization.
 
         ``repair_citations`` (with a retriever): renumber a citation whose source does not state its sentence to the
@@ -101,7 +102,8 @@ class Assistant:
         without a model call, when no passage reaches it (:func:`medtune.rag.grounding.abstains`).
 
         ``system_prompt`` replaces the guard's (a run's served prompt, :func:`medtune.prompts.served_system_prompt`);
-        without a guard there is no system prompt unless one is given.
+        without a guard there is no system prompt unless one is given. ``passage_header``: how passages are headed in
+        the grounded prompt, as the run was trained (:func:`medtune.prompts.served_passage_header`).
         """
         self.backend = backend
         self.guard = guard
@@ -111,6 +113,7 @@ class Assistant:
         self.top_k_passages = top_k_passages
         self.rag_min_score = rag_min_score
         self.repair_citations = repair_citations
+        self.passage_header = passage_header
 
     def build_messages(self, question: str, history: list[Message],
                        passages: list[Any] | None = None) -> list[Message]:
@@ -121,7 +124,8 @@ class Assistant:
         if passages is not None:
             from medtune.rag.grounding import build_grounded_messages
 
-            grounded = build_grounded_messages(question, passages, system_prompt=guard_prompt)
+            grounded = build_grounded_messages(question, passages, system_prompt=guard_prompt,
+                                               header=self.passage_header)
             system = [m for m in grounded if m["role"] == "system"]
             turn = [m for m in grounded if m["role"] != "system"]
         past = [m for m in history if m["role"] in ("user", "assistant")]

@@ -58,10 +58,19 @@ def abstains(passages: Sequence[Any], min_score: float | None) -> bool:
     return min_score is not None and not has_evidence(passages, min_score)
 
 
+def passage_heading(passage: Any, header: str = "question") -> str:
+    """The line above a numbered passage in a grounded prompt: its title ("Focus — question", ``header="question"``)
+    or only its focus area (``header="topic"``; the source name when it has none)."""
+    if header == "topic":
+        return str(_get(passage, "focus_area") or _get(passage, "source") or "source")
+    return str(_get(passage, "title"))
+
+
 def build_grounded_messages(question: str, passages: Sequence[Any], system_prompt: str | None = None,
-                            threshold: float = NO_EVIDENCE_THRESHOLD,
-                            max_chars: int = 1200) -> list[dict[str, str]]:
-    """System + user messages that put the passages in the prompt as numbered sources [1]..[n].
+                            threshold: float = NO_EVIDENCE_THRESHOLD, max_chars: int = 1200,
+                            header: str = "question") -> list[dict[str, str]]:
+    """System + user messages that put the passages in the prompt as numbered sources [1]..[n], each under
+    :func:`passage_heading` (``header``: what the run was trained with, ``data.grounded.passage_header``).
 
     When no passage reaches ``threshold`` the model is told that nothing relevant was found instead.
     """
@@ -73,7 +82,7 @@ def build_grounded_messages(question: str, passages: Sequence[Any], system_promp
     for number, passage in enumerate(passages, 1):
         text = str(_get(passage, "text"))
         text = text if len(text) <= max_chars else text[:max_chars].rsplit(" ", 1)[0] + " …"
-        blocks.append(f"[{number}] {_get(passage, 'title')}\n{text}")
+        blocks.append(f"[{number}] {passage_heading(passage, header)}\n{text}")
     user = "Sources:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question}"
     return [{"role": "system", "content": f"{system}\n\n{GROUNDING_INSTRUCTIONS}"}, {"role": "user", "content": user}]
 

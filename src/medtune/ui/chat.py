@@ -102,12 +102,12 @@ def _answer(question: str, backend: Any, choice: sidebar.ModelChoice, settings: 
     """
     from medtune.inference.assistant import Assistant
     from medtune.inference.base import GenerationSettings
-    from medtune.prompts import served_system_prompt
+    from medtune.prompts import served_passage_header, served_system_prompt
 
     assistant = Assistant(backend, sidebar.cached_guard(), GenerationSettings(**settings), retriever=retriever,
                           top_k_passages=rag_k, system_prompt=served_system_prompt(choice.model),
                           rag_min_score=rag_min_score if retriever is not None else None,
-                          repair_citations=repair_citations)
+                          repair_citations=repair_citations, passage_header=served_passage_header(choice.model))
     history = history_for_model(_messages())
     with st.chat_message("user", avatar=components.USER_AVATAR):
         st.markdown(question)
