@@ -79,6 +79,8 @@ def test_topic_headers_show_the_focus_not_the_question() -> None:
     assert f"[2] {no_focus.source}\n" in user  # the source name stands in for a missing focus
     # the list printed after the answer still names each passage's question for the reader
     assert "[1] Focus 1 — What is focus 1 ?" in format_citations([_passage(1)])
+    with pytest.raises(ValueError, match="passage header 'title'"):
+        build_grounded_messages("What is focus 1?", [_passage(1)], header="title")
 
 
 def test_no_evidence_when_best_score_is_under_threshold() -> None:

@@ -63,6 +63,8 @@ def passage_heading(passage: Any, header: str = "question") -> str:
     or only its focus area (``header="topic"``; the source name when it has none)."""
     if header == "topic":
         return str(_get(passage, "focus_area") or _get(passage, "source") or "source")
+    if header != "question":
+        raise ValueError(f"passage header {header!r}: use 'question' or 'topic' (data.grounded.passage_header).")
     return str(_get(passage, "title"))
 
 
