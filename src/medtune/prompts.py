@@ -77,11 +77,23 @@ def served_passage_header(model: str | Any = None) -> str:
     import json
     from pathlib import Path
 
+    from medtune.errors import UserError
+    from medtune.rag.grounding import PASSAGE_HEADERS
+
     manifest = Path(str(model)).expanduser() / "data_manifest.json" if model else None
     if manifest is None or not manifest.is_file():
         return "question"
-    grounded = json.loads(manifest.read_text()).get("grounded") or {}
-    return str(grounded.get("passage_header") or "question")
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{manifest}: not valid JSON ({error.msg}, line {error.lineno}); copy the prepared data's "
+                        "manifest.json over it.") from None
+    grounded = (recorded.get("grounded") if isinstance(recorded, dict) else None) or {}
+    header = str(grounded.get("passage_header") or "question")
+    if header not in PASSAGE_HEADERS:
+        raise UserError(f"{manifest}: grounded.passage_header is {header!r}; it must be one of "
+                        f"{', '.join(PASSAGE_HEADERS)}, the value the run was trained with.")
+    return header
 
 
 def served_prompt_for(trained: str | None) -> str:

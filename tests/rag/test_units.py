@@ -193,3 +193,24 @@ def test_own_documents_name_the_index_document_of_a_medquad_row(shared_data: Pat
     for row in rows:
         assert _normalise(row, "medquad", 0)["document_id"] in own_documents({"original_id": row["original_id"]})
     assert own_documents({}) == set()
+
+
+@pytest.mark.parametrize(("manifest", "message"), [
+    ('{"grounded": {"passage_header": "title"}}', "grounded.passage_header is 'title'; it must be one of question, topic"),
+    ('{"grounded": ', "not valid JSON"),
+])
+def test_a_broken_run_manifest_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str], manifest: str,
+                                                  message: str) -> None:
+    import sys
+
+    from medtune.cli import main
+
+    (tmp_path / "data_manifest.json").write_text(manifest)
+    monkeypatch.setattr(sys, "argv", ["medtune", "eval", str(tmp_path), "--tasks", "rubric:consumer-health-dev",
+                                      "--limit", "1", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert str(tmp_path / "data_manifest.json") in " ".join(err.split()) and message in " ".join(err.split())

@@ -85,7 +85,7 @@ def _prompts(questions: list[str], tokenizer: Any, settings: EvalConfig, context
     grounded = grounded_prompts(questions, rag, tokenizer, style=context["style"],
                                 system_prompt=context["system_prompt"], chat_template=settings.use_chat_template,
                                 k=context.get("rag_k", 4), exclude_documents=hidden_documents,
-                                header=context.get("passage_header", "question"))
+                                header=context["passage_header"])
     return grounded.prompts, [abstains(p, settings.rag_min_score) for p in grounded.passages], grounded
 
 

@@ -78,7 +78,7 @@ def _run_context(model: str, prompt: str = "served", system_prompt: str | None =
 
 def _grounded_format(context: dict[str, Any], rag: Any) -> dict[str, Any]:
     """With retrieval, the passage header the prompts used (the run's ``data.grounded.passage_header``)."""
-    return {"passage_header": context.get("passage_header", "question")} if rag is not None else {}
+    return {"passage_header": context["passage_header"]} if rag is not None else {}
 
 
 def _free_text(task: Task, examples: list[FreeTextExample], model: Any, tokenizer: Any, settings: EvalConfig,

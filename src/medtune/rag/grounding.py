@@ -58,13 +58,17 @@ def abstains(passages: Sequence[Any], min_score: float | None) -> bool:
     return min_score is not None and not has_evidence(passages, min_score)
 
 
+PASSAGE_HEADERS = ("question", "topic")  # data.grounded.passage_header: the line above each numbered passage
+
+
 def passage_heading(passage: Any, header: str = "question") -> str:
     """The line above a numbered passage in a grounded prompt: its title ("Focus — question", ``header="question"``)
     or only its focus area (``header="topic"``; the source name when it has none)."""
     if header == "topic":
         return str(_get(passage, "focus_area") or _get(passage, "source") or "source")
-    if header != "question":
-        raise ValueError(f"passage header {header!r}: use 'question' or 'topic' (data.grounded.passage_header).")
+    if header not in PASSAGE_HEADERS:
+        raise ValueError(f"passage header {header!r}: use one of {', '.join(PASSAGE_HEADERS)} "
+                         "(data.grounded.passage_header).")
     return str(_get(passage, "title"))
 
 
