@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from medtune.errors import UserError
+from medtune.recipes import find_recipe
 
 
 class Section(BaseModel):
@@ -374,7 +375,8 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
 def load_recipe(path: str | Path) -> Recipe:
     """Load and validate a recipe YAML file.
 
-    ``path`` may also be a shipped recipe name such as ``smollm2-135m/demo`` (see :func:`shipped_recipes`).
+    ``path`` may also be a shipped recipe name such as ``smollm2-135m/demo`` (see
+    :func:`medtune.recipes.shipped_recipes`).
     """
     resolved = find_recipe(path)
     try:
@@ -386,34 +388,3 @@ def load_recipe(path: str | Path) -> Recipe:
     if not isinstance(raw, dict):
         raise UserError(f"{resolved}: a recipe must be a YAML mapping with sections model/data/lora/train/eval.")
     return recipe_from_dict(raw, str(resolved))
-
-
-def recipes_root() -> Path:
-    """Return the folder of shipped recipes (``recipes/`` of the checkout)."""
-    return Path(__file__).resolve().parents[2] / "recipes"
-
-
-def shipped_recipes() -> list[Path]:
-    """List every shipped recipe file, sorted."""
-    root = recipes_root()
-    return sorted(root.rglob("*.yaml")) if root.is_dir() else []
-
-
-def find_recipe(path: str | Path) -> Path:
-    """Resolve a recipe path or a shipped recipe name (``smollm2-135m/demo``)."""
-    candidate = Path(path).expanduser()
-    if candidate.is_file():
-        return candidate
-    shipped = recipes_root() / (str(path) if str(path).endswith(".yaml") else f"{path}.yaml")
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(str(p.relative_to(recipes_root()).with_suffix("")) for p in shipped_recipes())
-    raise UserError(f"{path}: no such recipe file; give a path or one of: {names}")
-
-
-def recipe_header_command(path: Path) -> str | None:
-    """Return the command named in a recipe's first comment line (``# medtune train ...``)."""
-    first = path.read_text(encoding="utf-8").splitlines()[:1]
-    if first and first[0].startswith("#"):
-        return first[0].lstrip("# ").strip()
-    return None

@@ -22,7 +22,8 @@ def test_shipped_grids_are_valid() -> None:
 
 
 def test_a_nested_axis_sets_a_key_of_a_sub_section() -> None:
-    from medtune.config import find_recipe, load_recipe
+    from medtune.config import load_recipe
+    from medtune.recipes import find_recipe
     from medtune.train.ablate import cell_recipe
 
     base = load_recipe(find_recipe("smollm2-135m/distilled")).model_dump(mode="json")

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from medtune.cli import get_app
-from medtune.config import Recipe, load_recipe, recipe_header_command, shipped_recipes
+from medtune.config import Recipe, load_recipe
 from medtune.errors import UserError
+from medtune.recipes import recipe_header_command, shipped_recipes
 
 
 @pytest.mark.parametrize("path", shipped_recipes(), ids=lambda p: f"{p.parent.name}/{p.stem}")

@@ -11,7 +11,8 @@ def recipes() -> None:
     """List the shipped recipes with their model, data size, LoRA, epochs and description (each one validated)."""
     from rich.table import Table
 
-    from medtune.config import load_recipe, recipes_root, shipped_recipes
+    from medtune.config import load_recipe
+    from medtune.recipes import recipes_root, shipped_recipes
 
     table = Table(title=f"Recipes in {recipes_root()}")
     table.add_column("recipe", no_wrap=True, style="bold")

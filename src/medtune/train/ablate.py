@@ -169,8 +169,9 @@ def run_grid(grid: Grid, out_dir: Path | None = None, splits: tuple[Any, Any] | 
     """
     import torch
 
-    from medtune.config import find_recipe, load_recipe
+    from medtune.config import load_recipe
     from medtune.paths import medtune_home
+    from medtune.recipes import find_recipe
     from medtune.train.trainer import ensure_prepared, train_recipe
 
     base_recipe = load_recipe(find_recipe(grid.base))
