@@ -94,6 +94,28 @@ def require_cuda_for(quantization: str) -> None:
         )
 
 
+#: How to install bitsandbytes (the ``gpu`` extra).
+BITSANDBYTES_FIX = "pip install 'medtune[gpu]' (or rerun `bash scripts/install.sh` on this CUDA machine)"
+
+
+def bitsandbytes_problem() -> str | None:
+    """None when bitsandbytes imports, else why not (one line)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        return "is not installed"
+    except Exception as error:  # bitsandbytes raises RuntimeError etc. when its CUDA libraries do not load
+        return f"fails to import ({error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+    return None
+
+
+def require_bitsandbytes(what: str) -> None:
+    """Refuse ``what`` (a recipe key and value) when bitsandbytes cannot be imported, naming the install command."""
+    problem = bitsandbytes_problem()
+    if problem is not None:
+        raise UserError(f"{what} needs bitsandbytes, which {problem} here; install it: {BITSANDBYTES_FIX}")
+
+
 def resolve_quantization(requested: str, *, strict: bool) -> tuple[str, str | None]:
     """Return ``(quantization to load, note)``.
 

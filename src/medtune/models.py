@@ -172,16 +172,45 @@ def load_tokenizer(name: str, gguf_file: str | None = None, *, trust_remote_code
     return tokenizer
 
 
-def ensure_distinct_pad_token(tokenizer: Any) -> None:
-    """Give the tokenizer a pad token that is not its EOS/end-of-turn token (known trap #1)."""
+#: Pad tokens taken from the vocabulary, in order (known trap #16: adding one resizes the embeddings, and PEFT
+#: then stores the resized ``embed_tokens`` and ``lm_head`` in the adapter, ~2 GB for a 128k vocabulary, and the
+#: vocabulary no longer matches the base's for GGUF conversion, Ollama and vLLM LoRA serving).
+PAD_CANDIDATES = (
+    # Llama-3.1/3.2/3.3: Meta's own pad token (id 128004)
+    "<|finetune_right_pad_id|>",
+    # Llama-3: one of its 251 unused reserved tokens; number 2 is id 128004, the very slot Llama-3.1 renamed
+    # <|finetune_right_pad_id|>, so a Llama-3 run pads with the id Meta later designated for padding
+    "<|reserved_special_token_2|>",
+    # SmolLM2, Qwen: the end-of-text token, distinct from the chat end-of-turn token <|im_end|>
+    "<|endoftext|>",
+    "<pad>",
+    # Mistral v0.x, Llama-2: id 0, never produced by their byte-fallback SentencePiece tokenizers
+    "<unk>",
+)
+#: The token added when a tokenizer has none of :data:`PAD_CANDIDATES` (the embeddings are then resized).
+ADDED_PAD_TOKEN = "<|pad|>"
+
+
+def ensure_distinct_pad_token(tokenizer: Any) -> bool:
+    """Give the tokenizer a pad token that is not its EOS/end-of-turn token (known trap #1).
+
+    An existing pad token distinct from EOS is kept; otherwise the first of :data:`PAD_CANDIDATES` in the
+    vocabulary is used, so the vocabulary does not change. Only a tokenizer with none of them gets
+    :data:`ADDED_PAD_TOKEN` added (the caller must then resize the model's embeddings:
+    ``medtune train`` does, and warns with the adapter size it costs).
+
+    Returns:
+        True when a token was added to the vocabulary.
+    """
     if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
-        return
+        return False
     vocab = tokenizer.get_vocab()
-    for candidate in ("<|finetune_right_pad_id|>", "<|endoftext|>", "<pad>", "<unk>"):
+    for candidate in PAD_CANDIDATES:
         if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
             tokenizer.pad_token = candidate
-            return
-    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            return False
+    tokenizer.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
+    return True
 
 
 def select_dtype(requested: str = "auto") -> Any:

@@ -63,6 +63,21 @@ def test_two_cpu_processes_with_accelerate_launch(tiny_model_dir: Path, isolated
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert summary["steps"] == 2
     assert summary["processes"] == 2  # both ranks joined one process group
+    # the adapter, saved by both ranks through Trainer.save_model (the FSDP/DeepSpeed-safe path), is complete and loads
+    from safetensors.torch import load_file
+
+    from medtune.models import load_causal_lm
+
+    adapter = runs[0] / "adapter"
+    assert sorted(p.name for p in adapter.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    weights = load_file(adapter / "adapter_model.safetensors")
+    assert weights and all("lora_" in key for key in weights)
+    assert all(w.abs().sum() > 0 for key, w in weights.items() if "lora_B" in key)  # B starts at zero: it trained
+    assert summary["trainable_params"] == sum(w.numel() for w in weights.values())
+    model = load_causal_lm(str(runs[0]))
+    assert hasattr(model, "peft_config")
+    loaded = {k: v for k, v in model.state_dict().items() if "lora_B" in k}
+    assert loaded and max((v - weights[k.replace(".default", "")]).abs().max().item() for k, v in loaded.items()) == 0
 
 
 SMOLLM2_STEPS = """

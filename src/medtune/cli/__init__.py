@@ -58,7 +58,10 @@ def main() -> None:
     try:
         cli()  # standalone mode: click handles usage errors (exit 2) and --help itself
     except UserError as error:
+        from rich.markup import escape
+
         from medtune.cli._console import err_console
 
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        # escaped: a fix such as pip install 'medtune[gpu]' must not be read as rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)

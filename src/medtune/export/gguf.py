@@ -1,7 +1,8 @@
 """HF folder -> GGUF (llama.cpp's convert_hf_to_gguf.py) -> quantized GGUF, and llama.cpp's side of the checks.
 
 llama.cpp's converter is not on PyPI: it is taken from the llama-cpp-python sdist (same version as the
-installed package, so the GGUF format matches the runtime) and kept under ``MEDTUNE_HOME/cache/llama.cpp``.
+installed package, so the GGUF format matches the runtime) by ``scripts/install.sh`` and kept in the environment
+(``share/medtune/llama.cpp``; see :func:`converter_dir`).
 Quantization uses llama.cpp's C API bound by llama-cpp-python (``llama_model_quantize``).
 """
 
@@ -35,15 +36,42 @@ def llama_cpp_version() -> str:
         raise UserError("export needs llama-cpp-python: pip install 'medtune[serve]'") from None
 
 
+def converter_locations(version: str) -> list[Path]:
+    """Where llama.cpp's converter for llama-cpp-python ``version`` may be, in the order looked at.
+
+    First the environment's own ``share/medtune/llama.cpp/<version>`` (placed there by ``scripts/install.sh``),
+    then ``MEDTUNE_HOME/cache/llama.cpp/<version>`` (an earlier export's extraction, or an environment whose
+    prefix is not writable).
+    """
+    return [Path(sys.prefix) / "share" / "medtune" / "llama.cpp" / version,
+            cache_dir("llama.cpp") / version]
+
+
+def find_converter() -> Path | None:
+    """The folder holding llama.cpp's converter when it is already there (nothing is fetched), else None."""
+    for folder in converter_locations(llama_cpp_version()):
+        if (folder / "convert_hf_to_gguf.py").is_file():
+            return folder
+    return None
+
+
 def converter_dir() -> Path:
     """Return a folder with llama.cpp's ``convert_hf_to_gguf.py`` (+ ``conversion/``, ``gguf-py/``).
 
-    Extracted once from the llama-cpp-python sdist of the installed version (``pip download``).
+    ``scripts/install.sh`` calls this once, so the converter is extracted at install time into the environment
+    (:func:`converter_locations`) and an export never touches the network. Where it is absent (an environment the
+    script did not set up) it is extracted here, once, from the llama-cpp-python sdist of the installed version
+    (``pip download``), into the environment when it is writable, else into the medtune cache.
     """
+    found = find_converter()
+    if found is not None:
+        return found
     version = llama_cpp_version()
-    target = cache_dir("llama.cpp") / version
-    if (target / "convert_hf_to_gguf.py").is_file():
-        return target
+    target = converter_locations(version)[0]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        target = converter_locations(version)[1]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                f"llama-cpp-python=={version}", "-d", tmp, "--quiet"]
@@ -51,7 +79,8 @@ def converter_dir() -> Path:
         sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if done.returncode != 0 or not sdists:
             raise UserError(f"cannot fetch llama.cpp's converter (pip download llama-cpp-python=={version} "
-                            f"failed: {done.stderr.strip()[-200:]}); check PyPI access.")
+                            f"failed: {done.stderr.strip()[-200:]}); rerun `bash scripts/install.sh` where PyPI "
+                            "is reachable (it installs the converter).")
         partial = target.with_name(f"{version}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         with tarfile.open(sdists[0]) as archive:

@@ -17,9 +17,11 @@ from typing import Any
 import yaml
 
 from medtune.config import Recipe
+from medtune.devices import require_bitsandbytes
 from medtune.errors import UserError
 from medtune.runs import RunDir, new_run_dir, write_text_atomic
-from medtune.train.optimizer import resolve_optimizer
+from medtune.train.lora import save_adapter
+from medtune.train.optimizer import needs_bitsandbytes, resolve_optimizer
 from medtune.train.resume import (
     CHECKPOINTS,
     ResumePoint,
@@ -160,7 +162,7 @@ def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     from medtune.models import load_causal_lm, load_tokenizer, require_cuda_for
-    from medtune.train.lora import peft_lora_config
+    from medtune.train.lora import peft_lora_config, warn_vocabulary_resize
 
     require_cuda_for(recipe.model.quantization)
     trust = recipe.model.trust_remote_code
@@ -174,7 +176,9 @@ def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
         apply_adapter=False,
         trust_remote_code=trust,
     )
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        warn_vocabulary_resize(model, rows, len(tokenizer), recipe.model.name)
         model.resize_token_embeddings(len(tokenizer))
     if recipe.model.quantization != "none":
         model = prepare_model_for_kbit_training(
@@ -257,8 +261,12 @@ def train_recipe(
 
     recipe = with_max_steps(recipe, max_steps)
     cuda = torch.cuda.is_available()
-    resolve_optimizer(recipe.train.optimizer, recipe.model.quantization, cuda=cuda)
+    optimizer = resolve_optimizer(recipe.train.optimizer, recipe.model.quantization, cuda=cuda)
     require_cuda_for(recipe.model.quantization)
+    if cuda and recipe.model.quantization != "none":  # one error line, not transformers' ImportError traceback
+        require_bitsandbytes(f"model.quantization: {recipe.model.quantization}")
+    if cuda and needs_bitsandbytes(optimizer):
+        require_bitsandbytes(f"train.optimizer: {optimizer}")
     state = PartialState(cpu=not cuda)  # one process, or each process of torchrun / accelerate launch
     point = find_resume_point(recipe, check_live=state.is_main_process) if resume else None
     prepared = None
@@ -282,6 +290,7 @@ def train_recipe(
             update_run_info(run, {"status": "failed"})
         raise
     seconds = time.perf_counter() - start
+    save_adapter(trainer, run.adapter, run.tokenizer, tokenizer)
     if trainer.is_world_process_zero():
         extra = {
             "train_runtime": output.metrics.get("train_runtime"),
@@ -292,7 +301,7 @@ def train_recipe(
             "answer_tokens": stats.label_tokens,
             "processes": state.num_processes,
         }
-        _finish_run(run, recipe, trainer, tokenizer, seconds, point, extra)
+        _finish_run(run, recipe, trainer, seconds, point, extra)
     return run
 
 
@@ -357,16 +366,14 @@ def _finish_run(
     run: RunDir,
     recipe: Recipe,
     trainer: Any,
-    tokenizer: Any,
     seconds: float,
     point: ResumePoint | None,
     extra: dict[str, Any],
 ) -> None:
-    """Save adapter and tokenizer, write summary.json (tokens/s of this session) and the loss curve."""
+    """Write summary.json (tokens/s of this session) and the loss curve (main process; adapter and tokenizer are
+    saved before, by :func:`save_adapter`)."""
     from medtune.train.summary import peak_memory_bytes, plot_loss_curve, read_metrics, summarize
 
-    trainer.model.save_pretrained(run.adapter)
-    tokenizer.save_pretrained(run.tokenizer)
     records = read_metrics(run.metrics)
     tokens = int(trainer.state.num_input_tokens_seen)
     summary = summarize(
