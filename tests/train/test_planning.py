@@ -115,3 +115,111 @@ def test_neftune_reaches_the_trainer() -> None:
     assert build_sft_config(on, "unused", max_steps=1, has_eval=False, cuda=False).neftune_noise_alpha == 5
     off = recipe_from_dict({"name": "n"})
     assert build_sft_config(off, "unused", max_steps=1, has_eval=False, cuda=False).neftune_noise_alpha is None
+
+
+# --- time: tokens per step, steps, FLOPs and the estimate per GPU class ---------------------------------------------
+
+CONFIG_A_TRAINABLE, CONFIG_A_TOTAL = 41_943_040, 8_072_204_288
+
+
+def test_config_a_time_estimate_matches_the_formula_by_hand() -> None:
+    from medtune.train.planning import ASSUMED_MFU, GPU_CLASSES, estimate_time
+
+    recipe = load_recipe("llama3-8b/config-a")
+    plan = estimate_time(recipe, load_model_config(LLAMA), CONFIG_A_TRAINABLE, CONFIG_A_TOTAL)
+    # by hand: 2 x 4 x 512 tokens per step; 15,000 rows x 0.8 = 12,000 train rows -> 6,000 batches -> 1,500 steps
+    assert plan.tokens_per_step == 4096 and plan.steps == 1500
+    frozen = CONFIG_A_TOTAL - CONFIG_A_TRAINABLE - 128_256 * 4096  # untied input embeddings do no matmul
+    assert plan.frozen_params == frozen == 7_504_924_672
+    per_token = 6 * frozen + 8 * CONFIG_A_TRAINABLE  # 4N + 2N recompute (gradient checkpointing); LoRA 6 + 2
+    assert plan.flops_per_token == per_token
+    assert ASSUMED_MFU["nf4"] == 0.35 and GPU_CLASSES["T4"].tflops == 65 and GPU_CLASSES["H100"].tflops == 989
+    t4_seconds = per_token * 4096 * 1500 / (65e12 * 0.35)
+    assert plan.gpus["T4"]["seconds"] == pytest.approx(t4_seconds, rel=1e-9)
+    assert 2.5 * 3600 < plan.gpus["T4"]["seconds"] < 4.5 * 3600  # "hours on a T4": ~3.4 h at this upper bound
+    assert 10 * 60 < plan.gpus["H100"]["seconds"] < 20 * 60
+    assert plan.gpus["T4"]["seconds"] / plan.gpus["H100"]["seconds"] == pytest.approx(989 / 65)
+    assert plan.gpus["A10"]["tokens_per_s"] == pytest.approx(125e12 * 0.35 / per_token)
+
+
+def test_time_responds_to_rows_tokens_checkpointing_and_max_steps() -> None:
+    from medtune.train.planning import estimate_time
+
+    config = load_model_config(LLAMA)
+    base = {"name": "p", "model": {"name": LLAMA, "max_seq_length": 512},
+            "train": {"batch_size": 2, "gradient_accumulation_steps": 4}}
+    recipe = recipe_from_dict(base)
+    unknown = estimate_time(recipe, config, CONFIG_A_TRAINABLE, CONFIG_A_TOTAL)
+    assert unknown.steps is None and unknown.gpus["T4"]["seconds"] is None and "--rows" in unknown.steps_source
+    rows = estimate_time(recipe, config, CONFIG_A_TRAINABLE, CONFIG_A_TOTAL, rows=1001, tokens_per_example=300)
+    assert rows.steps == 126 and rows.tokens_per_step == 2 * 4 * 300  # ceil(ceil(1001 / 2) / 4)
+    no_ckpt = recipe_from_dict({**base, "train": {**base["train"], "gradient_checkpointing": False}})
+    plain = estimate_time(no_ckpt, config, CONFIG_A_TRAINABLE, CONFIG_A_TOTAL, rows=1001, tokens_per_example=300)
+    assert rows.flops_per_token / plain.flops_per_token == pytest.approx(6 / 4, rel=1e-2)  # recompute: 4N -> 6N
+    capped = recipe_from_dict({**base, "train": {**base["train"], "max_steps": 10}})
+    assert estimate_time(capped, config, CONFIG_A_TRAINABLE, CONFIG_A_TOTAL, rows=1001).steps == 10
+    half = recipe_from_dict({**base, "model": {"name": LLAMA, "quantization": "none", "dtype": "bfloat16"}})
+    assert estimate_time(half, config, CONFIG_A_TRAINABLE, CONFIG_A_TOTAL).mfu == 0.45  # the assumption per base
+
+
+def test_plan_cli_prints_the_time_table_marked_as_estimates() -> None:
+    result = CliRunner().invoke(get_app(), ["plan", "llama3-8b/config-a"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "estimated training time" in result.output and "ESTIMATES" in result.output
+    assert "tokens per step: 4,096" in result.output and "upper bound" in result.output
+    assert "steps: 1,500" in result.output
+    for gpu in ("T4", "A10", "L4", "A100", "H100"):
+        assert f"│ {gpu} " in result.output
+    assert "3 h 24 min" in result.output  # T4, by the formula above
+    as_json = CliRunner().invoke(get_app(), ["plan", "llama3-8b/config-a", "--json"])
+    import json
+
+    data = json.loads(as_json.output)
+    assert data["time"]["steps"] == 1500 and data["time"]["gpus"]["H100"]["tflops"] == 989
+    assert data["measured"] is None
+
+
+def test_rate_from_metrics_leaves_out_the_warmup_steps() -> None:
+    from medtune.train.planning import rate_from_metrics
+
+    # step 1 is slow (warm-up: 100 tokens in 10 s), then 100 tokens per step at 50 tokens/s
+    records = [{"type": "train", "step": 1, "tokens": 100, "tokens_per_s": 10.0}]
+    records += [{"type": "train", "step": s, "tokens": 100 * s, "tokens_per_s": 50.0} for s in range(2, 6)]
+    records.append({"type": "end", "step": 5})
+    tokens_per_s, seconds_per_step, tokens_per_step = rate_from_metrics(records, warmup_steps=1)
+    assert tokens_per_s == pytest.approx(50.0) and seconds_per_step == pytest.approx(2.0) and tokens_per_step == 100
+
+
+def test_measure_refuses_a_quantized_recipe_without_cuda(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    import torch
+
+    from medtune.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["medtune", "plan", "llama3-8b/config-a", "--measure"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "error: --measure: recipe llama3-8b-config-a trains an nf4 base, which needs a CUDA GPU" in " ".join(
+        captured.err.split())
+    assert "estimated training time" in captured.out  # the estimates were printed before the refusal
+
+
+def test_measure_trains_real_steps_on_the_cpu_for_a_full_precision_recipe(tiny_model_dir, qa_rows) -> None:  # noqa: ANN001
+    from tests.train.conftest import splits_for, tiny_recipe
+
+    from medtune.runs import list_runs
+    from medtune.train.planning import measure_training
+
+    recipe = tiny_recipe(tiny_model_dir)
+    measured = measure_training(recipe, steps=4, projected_steps=100, splits=(splits_for(tiny_model_dir, qa_rows)[0],
+                                                                                   None))
+    assert measured.device == "cpu" and measured.steps == 4 and measured.warmup_steps == 1
+    assert measured.tokens_per_s > 0 and measured.tokens_per_step > 0
+    assert measured.projected_seconds == pytest.approx(100 * measured.seconds_per_step)
+    assert measured.seconds_per_step == pytest.approx(measured.tokens_per_step / measured.tokens_per_s)
+    assert list_runs() == []  # the measurement's run folder is removed

@@ -43,8 +43,8 @@ def export(
     verify: bool = typer.Option(True, "--verify/--no-verify",
                                 help="Check the GGUFs against the model users trained (a failed check exits 1)."),
     check_prompts: int = typer.Option(4, "--check-prompts", min=1, max=8,
-                                      help="Served prompts whose greedy tokens the f16 GGUF must reproduce."),
-    check_tokens: int = typer.Option(32, "--check-tokens", min=1, help="Greedy tokens compared per prompt."),
+                                      help="Served prompts whose greedy continuation the GGUFs score (teacher-forced)."),
+    check_tokens: int = typer.Option(32, "--check-tokens", min=1, help="Continuation tokens per prompt."),
     max_ppl_increase: float = typer.Option(
         None, "--max-ppl-increase", min=0.0,
         help="Fail when a quantized GGUF's perplexity on held-out answers exceeds the f16 GGUF's by more "
@@ -77,15 +77,30 @@ def export(
 
 
 def print_checks(verify: dict) -> None:
-    """One line per GGUF: greedy agreement with the reference model, perplexity and its change."""
+    """Per GGUF: vocabulary/stop/template status, the continuation's log-prob deltas and perplexity ratio, greedy
+    agreement with its ties, and the held-out perplexity change; then each failure."""
     console.print(f"checked against the {verify['reference']} on {verify['n_prompts']} served prompts x "
-                  f"{verify['n_tokens']} tokens; perplexity on {verify['held_out']['answers']} held-out answers")
+                  f"{verify['n_tokens']} tokens (teacher-forced); perplexity on {verify['held_out']['answers']} "
+                  f"held-out answers")
     for name, check in verify["files"].items():
-        status = "[green]identical[/]" if check["exact"] else "differs"
-        ppl = "" if check["perplexity"] is None else f", perplexity {check['perplexity']:.3f}"
+        line = f"{name}: template {check.get('template', '?')}"
+        if "ppl_ratio" in check:
+            status = ("[green]identical[/]" if check["exact"] else
+                      f"{check['decisive_divergences']} changed beyond the tie tolerance, {len(check['ties'])} tie(s)")
+            line += (f", mean |delta log-prob| {check['mean_abs_delta_logprob']:.4f}, continuation perplexity "
+                     f"x{check['ppl_ratio']:.3f} (limit x{check['max_ppl_ratio']:g}), greedy agreement "
+                     f"{check['agreement']:.0%} ({status})")
+        if check.get("perplexity") is not None:
+            line += f", held-out perplexity {check['perplexity']:.3f}"
         if "ppl_increase" in check:
-            ppl += f" ({check['ppl_increase']:+.1%} vs f16)"
-        console.print(f"{name}: greedy agreement {check['agreement']:.0%} ({status}){ppl}")
+            line += f" ({check['ppl_increase']:+.1%} vs f16)"
+        console.print(line, highlight=False)
+        for tie in check.get("ties", []):
+            console.print(f"  tie (not a fault): prompt {tie['prompt']}, position {tie['position']}: expected "
+                          f"{tie['expected']}, got {tie['got']}; the model's own margin {tie['reference_margin']:.4f} "
+                          f"nats <= {verify.get('tie_margin', 0):g}", highlight=False)
+    for failure in verify.get("failures", []):
+        console.print(f"[red]failed[/] {failure}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -116,8 +116,9 @@ def run_checks(source: Path, is_adapter: bool, files: list[Path], questions: lis
     """Compute the reference side with transformers, then check each GGUF with llama.cpp (progress on stderr)."""
     from medtune.export.checks import check_gguf_files, load_reference
 
-    _log(f"checking the GGUFs against the {'adapter ' if is_adapter else ''}model's greedy tokens "
-         f"({len(questions)} served prompts x {n_tokens} tokens) and perplexity on {held_out} held-out answers")
+    _log(f"checking the GGUFs against the {'adapter ' if is_adapter else ''}model: vocabulary, stop token, chat "
+         f"template, teacher-forced log-probs of its greedy continuations ({len(questions)} served prompts x "
+         f"{n_tokens} tokens) and perplexity on {held_out} held-out answers")
     reference = load_reference(source, is_adapter, questions, n_tokens, held_out)
     return check_gguf_files(reference, files, max_ppl_increase)
 
