@@ -63,22 +63,33 @@ def _interval(rate: dict) -> str:  # type: ignore[type-arg]
 
 @guard_app.command("eval")
 def evaluate(
-    prompts: Path = typer.Argument(None, help="Labelled JSONL (prompt + expected); default: the frozen test set."),
+    prompts: Path = typer.Argument(None, help="Labelled JSONL (prompt + expected, or messages + expected); "
+                                              "default: the frozen test set."),
+    named_set: str = typer.Option(None, "--set", help="A shipped set instead of a file: frozen, conversations "
+                                                      "(issue 31's frozen conversation set) or conversations_val."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
     show_errors: bool = typer.Option(True, help="List the misclassified prompts."),
 ) -> None:
-    """Per-class precision/recall with 95% Wilson intervals, confusion matrix, latency; then one JSON line."""
+    """Per-class precision/recall with 95% Wilson intervals, confusion matrix, latency; then one JSON line.
+
+    Sets whose rows carry a ``family`` (the conversation sets) also get per-family accuracy with 95% Wilson
+    intervals.
+    """
     from rich.table import Table
 
+    from medtune.errors import UserError
     from medtune.guard.evaluation import (
-        EXPECTED,
+        SHORT_NAMES,
         evaluate_guard,
         frozen_test_path,
         load_labelled,
+        named_set_path,
         summary_line,
     )
 
-    source = prompts or frozen_test_path()
+    if prompts is not None and named_set is not None:
+        raise UserError("medtune guard eval: pass a JSONL file or --set NAME, not both.")
+    source = named_set_path(named_set) if named_set else (prompts or frozen_test_path())
     report = evaluate_guard(_load(config), load_labelled(source))
     table = Table(title=f"guard on {report['rows']} labelled prompts ({Path(source).name})")
     for column in ("class", "precision [95% CI]", "recall [95% CI]", "support"):
@@ -86,13 +97,24 @@ def evaluate(
     for name, figures in report["per_class"].items():
         table.add_row(name, _interval(figures["precision"]), _interval(figures["recall"]), str(figures["support"]))
     console.print(table)
+    classes = list(report["confusion"])
     confusion = Table(title="confusion (rows: expected, columns: decided)")
     confusion.add_column("expected")
-    for name in EXPECTED:
-        confusion.add_column(name.split("_")[0], justify="right")
-    for name in EXPECTED:
-        confusion.add_row(name, *(str(report["confusion"][name][p]) for p in EXPECTED))
+    for name in classes:
+        confusion.add_column(SHORT_NAMES.get(name, name.split("_")[0]), justify="right")
+    for name in classes:
+        confusion.add_row(name, *(str(report["confusion"][name][p]) for p in classes))
     console.print(confusion)
+    if "per_family" in report:
+        families = Table(title="accuracy per family (answer_with_emergency_line: any answer is correct)")
+        for column in ("family", "accuracy [95% CI]", "n", "risk rows not answered", "expected"):
+            families.add_column(column, justify="left" if column in ("family", "expected") else "right")
+        for name, figures in report["per_family"].items():
+            rate, kept = figures["accuracy"], figures["risk_not_answered"]
+            families.add_row(name, _interval(rate), str(rate["n"]),
+                             f"{kept['k']}/{kept['n']}" if kept["n"] else "-",
+                             ", ".join(f"{SHORT_NAMES.get(k, k)} {v}" for k, v in figures["expected"].items()))
+        console.print(families)
     console.print(f"accuracy {_interval(report['accuracy'])} · benign blocked {_interval(report['benign_blocked'])}"
                   f" · p50 {report['latency_ms']['p50']:.1f} ms · p95 {report['latency_ms']['p95']:.1f} ms")
     if show_errors:

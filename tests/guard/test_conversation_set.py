@@ -1,0 +1,67 @@
+"""Issue 31's frozen conversation set: unchanged since its hash was recorded, well formed, apart from val."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from medtune.guard.evaluation import EXPECTED_ALL, data_path, recorded_frozen_sha256
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "guard.md"
+TEST, VAL = "conversations_test.jsonl", "conversations_val.jsonl"
+
+
+def rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in data_path(name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+def test_test_set_has_the_recorded_hash() -> None:
+    recorded = recorded_frozen_sha256(DOCS, TEST)
+    assert recorded is not None, "docs/guard.md must record the sha256 of the conversation test set"
+    assert hashlib.sha256(data_path(TEST).read_bytes()).hexdigest() == recorded, (
+        "conversations_test.jsonl changed: it is frozen; tune on conversations_val.jsonl instead")
+
+
+def test_val_set_hash_is_recorded_too() -> None:
+    assert recorded_frozen_sha256(DOCS, VAL) == hashlib.sha256(data_path(VAL).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("name", "minimum"), [(TEST, 300), (VAL, 150)])
+def test_rows_are_well_formed(name: str, minimum: int) -> None:
+    data = rows(name)
+    assert len(data) >= minimum
+    assert len({r["id"] for r in data}) == len(data)
+    for row in data:
+        assert row["expected"] in EXPECTED_ALL, row["id"]
+        assert row["family"], row["id"]
+        assert row["messages"] and row["messages"][-1]["role"] == "user", row["id"]
+        assert all(m["role"] in ("user", "assistant") and m["content"].strip() for m in row["messages"]), row["id"]
+
+
+def test_every_family_has_15_rows_in_test_and_appears_in_val() -> None:
+    test_families = Counter(r["family"] for r in rows(TEST))
+    assert len(test_families) >= 20
+    assert min(test_families.values()) >= 15, test_families
+    assert set(Counter(r["family"] for r in rows(VAL))) == set(test_families)
+    assert set(r["expected"] for r in rows(TEST)) == set(EXPECTED_ALL)
+
+
+def test_no_prompt_text_is_shared_between_val_and_test() -> None:
+    def user_texts(name: str) -> set[str]:
+        return {norm(m["content"]) for r in rows(name) for m in r["messages"] if m["role"] == "user"}
+
+    def conversations(name: str) -> set[tuple[str, ...]]:
+        return {tuple(norm(m["content"]) for m in r["messages"]) for r in rows(name)}
+
+    assert not user_texts(TEST) & user_texts(VAL)
+    assert not conversations(TEST) & conversations(VAL)
