@@ -25,8 +25,8 @@ from typing import Any
 
 def _start_judge(port: int) -> tuple[str, Any]:
     """Start llama.cpp's server on the offline SmolLM2 GGUF; return (base url, process)."""
-    from medtune.export.serve import llamacpp_server_command, wait_until_ready
     from medtune.models import SMOLLM2_ALIAS, builtin_gguf_path
+    from medtune.serve.engine import llamacpp_server_command, wait_until_ready
 
     command = llamacpp_server_command(builtin_gguf_path(SMOLLM2_ALIAS), port=port, n_ctx=2048)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

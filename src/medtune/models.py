@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medtune.devices import plan_placement, require_cuda_for, resolve_dtype, torch_dtype
+from medtune.devices import plan_placement, require_bitsandbytes, require_cuda_for, resolve_dtype, torch_dtype
 from medtune.errors import UserError
 from medtune.paths import cache_dir
 
@@ -304,6 +304,8 @@ def load_causal_lm(
         log.warning("%s: %s", path if adapter is not None else name, placement.note)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(placement.dtype), "device_map": placement.device_map,
                               "trust_remote_code": trust_remote_code}
+    if placement.quantization != "none":  # one clear line instead of transformers' ImportError traceback
+        require_bitsandbytes(f"{path if adapter is not None else name}: quantization {placement.quantization}")
     quant = quantization_config(placement.quantization, torch_dtype(placement.dtype))
     if quant is not None:
         kwargs["quantization_config"] = quant

@@ -15,7 +15,7 @@ def test_engine_refused_without_vllm_or_cuda(monkeypatch: pytest.MonkeyPatch, ti
                                              tmp_path: Path) -> None:
     from medtune.evaluate.runner import evaluate_model
 
-    monkeypatch.setattr("medtune.export.serve.vllm_available", lambda: False)
+    monkeypatch.setattr("medtune.serve.engine.vllm_available", lambda: False)
     with pytest.raises(UserError, match="--engine vllm needs the vllm package and a CUDA GPU"):
         require_vllm()
     with pytest.raises(UserError, match="--engine vllm"):

@@ -9,7 +9,7 @@ import pytest
 
 from medtune.errors import UserError
 from medtune.export.pipeline import export_model
-from medtune.export.serve import serve_command
+from medtune.serve.engine import serve_command
 
 pytest.importorskip("llama_cpp")
 

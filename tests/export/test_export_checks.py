@@ -215,7 +215,7 @@ def test_a_failed_export_is_not_served(tmp_path: Path) -> None:
     from medtune.errors import UserError
     from medtune.export.checks import ExportCheckError
     from medtune.inference.llamacpp_backend import find_gguf
-    from medtune.export.serve import serve_command
+    from medtune.serve.engine import serve_command
 
     (tmp_path / "m-f16.gguf").write_bytes(b"GGUF")
     failure = "m-f16.gguf does not reproduce the greedy tokens of the model users trained: prompt 1 ..."

@@ -138,11 +138,15 @@ def test_dose_amount_and_frequency(text: str, mg: float, per_day: float) -> None
 def test_max_daily_dose(guard: Guard) -> None:
     over = guard.finalize_answer("For pain, adults may take acetaminophen 1000 mg every 4 hours.")
     assert any("above the usual maximum of 4000 mg" in w and "6000" in w for w in over.dose_warnings)
+    # above a prescription maximum the answer itself is never shown: its refusal is
+    assert over.blocked == "refuse:output:dose_above_maximum" and "1000 mg every 4 hours" not in over.text
+    assert over.text.endswith(over.disclaimer) and "can't help" in over.text
     ok = guard.finalize_answer("Adults may take paracetamol 1 g every 6 hours (maximum 4 g a day).")
     assert not any("maximum of" in w for w in ok.dose_warnings)
     assert any("Verify any dose" in w for w in ok.dose_warnings)
     otc = guard.finalize_answer("Take ibuprofen 800 mg three times a day.")
     assert any("1200 mg per day limit" in w for w in otc.dose_warnings)
+    assert otc.blocked is None and "800 mg" in otc.text   # above the OTC limit only: shown with its warning
     rx = guard.finalize_answer("Ibuprofen 800 mg every 4 hours is fine.")
     assert any("maximum of 3200 mg" in w for w in rx.dose_warnings)
     tablets = guard.finalize_answer("Take 2 tablets of 500 mg acetaminophen every 4 hours.")

@@ -50,11 +50,27 @@ def fp32_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_qlora_run_on_a_t4_loads_its_base_in_the_training_quantization_on_the_gpu(
         qlora_run: Path, captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     fake_gpu(monkeypatch, 7, 5)
+    monkeypatch.setattr("medtune.devices.bitsandbytes_problem", lambda: None)  # bitsandbytes looks installed
     with pytest.raises(Captured):
         load_causal_lm(str(qlora_run))
     assert captured["device_map"] == {"": 0} and captured["dtype"] == torch.float16
     training_config = quantization_config("nf4", torch.float16)  # what load_model_for_training builds
     assert captured["quantization_config"].to_dict() == training_config.to_dict()
+
+
+def test_a_quantized_load_on_a_gpu_without_bitsandbytes_is_one_clear_error(
+        qlora_run: Path, tiny_model_dir: Path, captured: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtune.errors import UserError
+
+    fake_gpu(monkeypatch, 7, 5)
+    monkeypatch.setattr("medtune.devices.bitsandbytes_problem", lambda: "is not installed")
+    with pytest.raises(UserError, match=r"quantization nf4 needs bitsandbytes, which is not installed here; "
+                                        r"install it: pip install 'medtune\[gpu\]'") as error:
+        load_causal_lm(str(qlora_run))  # a QLoRA run loaded for eval or chat, in the quantization it trained in
+    assert str(qlora_run) in str(error.value)
+    with pytest.raises(UserError, match="quantization int8 needs bitsandbytes"):
+        load_causal_lm(str(tiny_model_dir), quantization="int8")
+    assert not captured  # refused before transformers is asked (no ImportError traceback)
 
 
 def test_plain_model_on_an_ampere_gpu_gets_bf16_and_a_device_map(

@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 
 from medtune.errors import UserError
-from medtune.export.serve import serve_command
 from medtune.inference.base import GenerationSettings
 from medtune.inference.registry import load_backend
+from medtune.serve.engine import serve_command
 
 pytest.importorskip("llama_cpp.server")
 GREEDY = GenerationSettings(temperature=0, max_new_tokens=20, repetition_penalty=1.0)

@@ -151,7 +151,8 @@ def eval_command(
                 "hit_token_limit", "rag_abstained", "evidence_found", "cites_source", "citation_precision",
                 "citation_precision_reattributed", "citation_reattributed", "says_not_covered",
                 "invalid_citation", "reference_in_index",
-                "guard_blocked", "guard_referred", "guard_refused", "guard_output_flagged", "tokens_per_s")
+                "guard_blocked", "guard_referred", "guard_refused", "guard_output_flagged", "guard_output_blocked",
+                "tokens_per_s")
     for name, data_ in results["tasks"].items():
         intervals = data_.get("intervals", {})
         for metric in headline:

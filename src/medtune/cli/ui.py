@@ -22,7 +22,6 @@ def ui(
 ) -> None:
     """Open the chat UI in the browser: streamed guarded answers, feedback, model and run details."""
     import os
-    import subprocess
     import sys
     from importlib.util import find_spec
     from pathlib import Path
@@ -48,11 +47,9 @@ def ui(
                "--client.toolbarMode", "minimal"]
     err_console.print(f"[bold]medtune ui[/] on http://{host}:{port}  (model {model}, backend {backend}"
                       f"{f', sources from index {rag}' if rag else ''}); Ctrl+C to stop")
-    try:
-        code = subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    from medtune.children import run_child
+
+    raise typer.Exit(run_child(command, env))
 
 
 def register(app: typer.Typer) -> None:

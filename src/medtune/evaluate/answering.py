@@ -66,6 +66,7 @@ def answer_questions(task: Task, questions: list[str], model: Any, tokenizer: An
         per["guard_referred"] = [float(d.action == "emergency") for d in decisions]
         per["guard_refused"] = [float(d.action in ("refuse", "defer")) for d in decisions]
         per["guard_output_flagged"] = [float(bool(s and s.output_flags)) for s in served]
+        per["guard_output_blocked"] = [float(bool(s and s.blocked)) for s in served]
     return Answers(answers, gens, seconds, per, grounded)
 
 

@@ -17,7 +17,7 @@ from medtune.evaluate.generation import Generation
 
 def require_vllm() -> None:
     """Refuse ``--engine vllm`` with the fix in the message when vLLM or a CUDA GPU is missing."""
-    from medtune.export.serve import vllm_available
+    from medtune.serve.engine import vllm_available
 
     if not vllm_available():
         raise UserError("--engine vllm needs the vllm package and a CUDA GPU (pip install vllm); this machine lacks "

@@ -26,7 +26,7 @@ from medtune.guard.config import GuardConfig, default_guard_config, load_guard_c
 from medtune.guard.doses import check_max_doses, find_doses
 from medtune.guard.language import LanguageCheck, language_name
 from medtune.guard.moderators import build_moderators
-from medtune.guard.output_checks import check_answer
+from medtune.guard.output_checks import BLOCKING, check_answer
 
 logger = logging.getLogger("medtune.guard")
 _REFUSE_LABELS = {"self_harm": "self-harm", "harm_others": "harming someone", "lethal_dose": "a lethal dose",
@@ -35,6 +35,16 @@ _REFUSE_LABELS = {"self_harm": "self-harm", "harm_others": "harming someone", "l
 Action = Literal["answer", "emergency", "refuse", "defer"]
 #: Short follow-ups ("what should I do?") after an earlier red flag keep the referral: at most this many words.
 FOLLOW_UP_WORDS = 25
+#: A message of at most this many words and at most FOLLOW_UP_CONTENT_WORDS content words after earlier user
+#: turns ("go on", "and with beers on top?") is read together with them: a classifier trained on single
+#: questions cannot read a follow-up alone. A short message with more content ("Different question: what are
+#: the symptoms of type 2 diabetes?") stands on its own.
+FOLLOW_UP_CONTEXT_WORDS = 12
+FOLLOW_UP_CONTENT_WORDS = 3
+#: Words that steer a conversation rather than say what it is about (besides English stop words).
+CONVERSATION_WORDS = frozenset(["ok", "okay", "yes", "yeah", "yep", "sure", "thanks", "thank", "please", "pls", "continue", "go", "going", "keep", "tell", "explain", "say", "give", "number", "step", "steps", "details", "detail", "simpler", "simply", "again"])
+#: How much of the earlier turns is read with a follow-up (the classifier reads 64 tokens).
+CONTEXT_WORDS = 40
 
 
 @dataclass
@@ -60,6 +70,7 @@ class GuardedAnswer:
     dose_warnings: list[str] = field(default_factory=list)
     disclaimer: str = ""
     output_flags: list[str] = field(default_factory=list)   # unsafe-advice checks that fired (names)
+    blocked: str | None = None   # the category when the answer was replaced by a refusal (screen_answer)
 
 
 @dataclass
@@ -74,6 +85,16 @@ class _Signals:
     kind: str | None
     scores: dict[str, float]
     rule_hits: dict[str, rules.RuleHit]
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` that say what it is about: not English stop words, not conversation steering."""
+    import re
+
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return [w for w in re.findall(r"[^\W\d_]+", text.casefold())
+            if w not in ENGLISH_STOP_WORDS and w not in CONVERSATION_WORDS]
 
 
 def _emergency_kind(sig: _Signals) -> str:
@@ -151,14 +172,23 @@ class Guard:
         injected = sanitized_away or "injection" in flagged
         return _Signals(sanitized, injected, sanitized_away, notes, flagged, kind, scores, hits)
 
-    def check_input(self, user_text: str, history: list[dict[str, str]] | None = None) -> GuardDecision:
-        """Decide what to do with a user's message (and the earlier user turns of ``history``)."""
+    def check_input(self, user_text: str, history: list[dict[str, str]] | None = None, *,
+                    audit: bool = True) -> GuardDecision:
+        """Decide what to do with a user's message (and the earlier user turns of ``history``).
+
+        A short follow-up is classified together with the earlier user turns it continues, so "go on" after
+        "What is hypertension?" is answered and "step by step please" after a misuse request is refused.
+        ``audit=False`` re-checks an earlier turn without logging it again.
+        """
         cfg, templates = self.config, self.config.templates
         sig = self._signals(user_text)
+        read_with_context = self._with_context(sig, user_text, history)
         suffix = f" ({'; '.join(sig.notes)})" if sig.notes else ""
         injected = sig.injected
 
         def layer(name: str) -> str:
+            if read_with_context:
+                return "conversation"
             return "rules" if name in sig.rule_hits else sig.flagged[name]
 
         rule_only_suicidal = ("emergency" not in sig.flagged and "self_harm" in sig.flagged
@@ -173,25 +203,25 @@ class Guard:
             kind = _emergency_kind(sig)
             why = f"red flag {hit.match!r}" if hit else f"classifier p={sig.scores.get('emergency', 0):.2f}"
             return self._decide("emergency", f"emergency:{kind}", why + suffix, self._emergency_reply(kind),
-                                sig, injected, user_text, layer("emergency"))
+                                sig, injected, user_text, layer("emergency"), audit=audit)
         if cfg.check_emergency and (earlier := self._earlier_emergency(user_text, history)):
             kind, why = earlier
             return self._decide("emergency", f"emergency:{kind}", why + suffix, self._emergency_reply(kind),
-                                sig, injected, user_text, "conversation")
+                                sig, injected, user_text, "conversation", audit=audit)
         if injected and not sig.text:
             return self._decide("refuse", "injection", "only injection phrases, nothing left to answer" + suffix,
                                 self._with_disclaimer(templates.injection_empty), sig, True, user_text,
-                                "sanitizer")
+                                "sanitizer", audit=audit)
         if self.language is not None and (code := self.language.unsupported_language(sig.text)):
             # after the emergency checks (a red flag they do read still gets the referral), before the
             # classifier's other classes, which read an unsupported language as noise or as an injection
             return self._decide("defer", f"defer:language:{code}", f"message in {language_name(code)}, which "
                                 "the checks cannot read" + suffix, self._unsupported_language_reply(code), sig,
-                                sig.sanitized_away, user_text, "language")
+                                sig.sanitized_away, user_text, "language", audit=audit)
         if "injection" in sig.flagged:
             return self._decide("refuse", "injection", "instructions aimed at the assistant" + suffix,
                                 self._with_disclaimer(templates.injection_refused), sig, True, user_text,
-                                sig.flagged["injection"])
+                                sig.flagged["injection"], audit=audit)
         for name, kind_label in (("self_harm", "self-harm"), ("misuse", "misuse")):
             if cfg.check_refusal and (name in sig.flagged or name in sig.rule_hits):
                 hit = sig.rule_hits.get(name)
@@ -203,17 +233,48 @@ class Guard:
                     reply = templates.refuse.format(kind=label)
                 why = f"misuse wording {hit.match!r}" if hit else f"classifier p={sig.scores.get(name, 0):.2f}"
                 return self._decide("refuse", category, why + suffix, self._with_disclaimer(reply), sig,
-                                    injected, user_text, layer(name))
+                                    injected, user_text, layer(name), audit=audit)
         if cfg.check_diagnosis and ("defer" in sig.flagged or "defer" in sig.rule_hits):
             hit = sig.rule_hits.get("defer")
             why = f"personal diagnosis request {hit.match!r}" if hit else \
                 f"classifier p={sig.scores.get('defer', 0):.2f}"
             return self._decide("defer", "defer:diagnosis", why + suffix, self._with_disclaimer(templates.defer),
-                                sig, injected, user_text, layer("defer"))
+                                sig, injected, user_text, layer("defer"), audit=audit)
         if injected:
             return self._decide("answer", "injection", "answering the sanitized input" + suffix, None, sig, True,
-                                user_text, "sanitizer")
-        return self._decide("answer", "ok", "no layer flagged it" + suffix, None, sig, False, user_text, "policy")
+                                user_text, "sanitizer", audit=audit)
+        return self._decide("answer", "ok", "no layer flagged it" + suffix, None, sig, False, user_text, "policy",
+                            audit=audit)
+
+    def _with_context(self, sig: _Signals, user_text: str, history: list[dict[str, str]] | None) -> bool:
+        """Re-read a short follow-up together with the user turns it continues; True when that happened.
+
+        The learned layers' and the rules' findings then come from the joined text (the follow-up's own rule hits
+        are kept: the joined text contains it); the sanitized text and the sanitizer's findings stay its own.
+        """
+        if not history or not sig.text or len(sig.text.split()) > FOLLOW_UP_CONTEXT_WORDS or \
+                len(content_words(sig.text)) > FOLLOW_UP_CONTENT_WORDS:
+            return False
+        earlier: list[str] = []
+        for message in reversed(history):
+            if message.get("role") != "user" or not str(message.get("content") or "").strip():
+                continue
+            earlier.insert(0, str(message["content"]))
+            if len(" ".join(earlier).split()) >= CONTEXT_WORDS or \
+                    len(str(message["content"]).split()) > FOLLOW_UP_CONTEXT_WORDS:
+                break  # the turn this chain of follow-ups continues
+        if not earlier:
+            return False
+        context_words = " ".join(earlier).split()[-CONTEXT_WORDS:]
+        joined = self._signals(" ".join(context_words) + "\n" + sig.text)
+        sig.flagged = joined.flagged   # the earlier turns are sanitized already; the sanitizer still reads this one
+        sig.injected = sig.sanitized_away or "injection" in sig.flagged
+        sig.notes = [n for n in sig.notes if not n.startswith("classifier:")] + \
+            [n for n in joined.notes if n.startswith("classifier:")]
+        sig.scores, sig.kind = joined.scores, joined.kind
+        sig.rule_hits = {**joined.rule_hits, **sig.rule_hits}
+        sig.notes.append("read with the earlier turns it continues")
+        return True
 
     def _earlier_emergency(self, user_text: str, history: list[dict[str, str]] | None) -> tuple[str, str] | None:
         """An emergency in one of the last user turns, when this message is a short follow-up."""
@@ -245,11 +306,13 @@ class Guard:
         return f"{reply.strip()}\n\n{self.config.disclaimer.strip()}"
 
     def _decide(self, action: Action, category: str, reason: str, response: str | None, sig: _Signals,
-                injected: bool, original: str, layer: str) -> GuardDecision:
+                injected: bool, original: str, layer: str, audit: bool = True) -> GuardDecision:
         """Build, log and audit one decision."""
         decision = GuardDecision(action=action, category=category, reason=reason, response=response,
                                  sanitized_input=sig.text, injection_detected=injected, layer=layer,
                                  scores={k: round(v, 4) for k, v in sig.scores.items()})
+        if not audit:
+            return decision
         level = logging.INFO if action == "answer" and not injected else logging.WARNING
         logger.log(level, "guard input: action=%s category=%s layer=%s reason=%s", action, category, layer,
                    reason)
@@ -271,8 +334,36 @@ class Guard:
             handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
     # ---------------------------------------------------------------------------------------------- output
+    def screen_answer(self, answer: str) -> GuardDecision | None:
+        """The refusal or crisis reply that replaces ``answer`` before the user sees any of it, or None.
+
+        Blocks a dose above a prescription maximum daily dose and the output checks listed in
+        :data:`medtune.guard.output_checks.BLOCKING` (misuse instructions, a self-harm method). Streaming callers
+        run it on the text released so far, sentence by sentence.
+        """
+        templates, sig = self.config.templates, _Signals(answer, False, False, [], {}, None, {}, {})
+        if self.config.check_doses:
+            for excess in check_max_doses(answer, self.config.max_daily_doses):
+                if not excess.over_otc_only:
+                    reply = templates.refuse.format(kind=f"{excess.drug} above its maximum daily dose")
+                    return self._decide("refuse", "refuse:output:dose_above_maximum",
+                                        f"answer implies {excess.mg_per_day:g} mg/day of {excess.drug}",
+                                        self._with_disclaimer(reply), sig, False, answer, "output")
+        for flag in check_answer(answer) if self.config.check_output else []:
+            if BLOCKING.get(flag.check) == "self_harm":
+                reply = templates.refuse_self_harm.format(kind="self-harm", resources=templates.crisis_resources)
+            elif BLOCKING.get(flag.check) == "misuse":
+                reply = templates.refuse.format(kind="misuse")
+            else:
+                continue
+            return self._decide("refuse", f"refuse:output:{flag.check}", f"answer matched {flag.match!r}",
+                                self._with_disclaimer(reply), sig, False, answer, "output")
+        return None
+
     def finalize_answer(self, answer: str) -> GuardedAnswer:
-        """Append dose warnings, unsafe-advice warnings (output checks) and the disclaimer to ``answer``."""
+        """The answer as shown: replaced by its refusal when :meth:`screen_answer` blocks it, otherwise with dose
+        warnings, unsafe-advice warnings (output checks) and the disclaimer appended."""
+        blocked = self.screen_answer(answer)
         templates, warnings = self.config.templates, []
         if self.config.check_doses:
             for excess in check_max_doses(answer, self.config.max_daily_doses):
@@ -296,6 +387,8 @@ class Guard:
         text = "\n\n".join(p for p in parts if p)
         logger.log(logging.WARNING if warnings else logging.INFO, "guard answer: %d dose warning(s)%s",
                    len(warnings), "".join(f"; {w}" for w in warnings[:3]))
-        self._audit({"stage": "answer", "dose_warnings": warnings, "output_flags": [f.check for f in flags]}, answer)
-        return GuardedAnswer(text=text, dose_warnings=warnings, disclaimer=disclaimer,
-                             output_flags=[f.check for f in flags])
+        self._audit({"stage": "answer", "dose_warnings": warnings, "output_flags": [f.check for f in flags],
+                     "blocked": blocked.category if blocked else None}, answer)
+        return GuardedAnswer(text=blocked.response or "" if blocked else text, dose_warnings=warnings,
+                             disclaimer=disclaimer, output_flags=[f.check for f in flags],
+                             blocked=blocked.category if blocked else None)

@@ -46,6 +46,9 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     ),
 }
 _COMPILED = {name: [re.compile(p, _F) for p in patterns] for name, patterns in PATTERNS.items()}
+#: Output checks whose answer is never shown: check name -> the refusal that replaces it ("misuse" -> the
+#: misuse refusal, "self_harm" -> the self-harm reply with the crisis lines). The others only add a warning.
+BLOCKING: dict[str, str] = {}
 
 
 @dataclass

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from medtune.guard.conversation import SentenceGate, check_conversation
 from medtune.inference.base import Backend, GenerationSettings, Message
 from medtune.inference.history import approximate_token_count, trim_history
 from medtune.inference.registry import load_backend
@@ -177,14 +178,15 @@ class Assistant:
         """Yield ``token`` events as the answer is generated, then one ``final`` event with the reply."""
         start = time.perf_counter()
         history = self.safe_history(history)
-        decision = self.guard.check_input(question, history=history) if self.guard is not None \
-            else _unguarded_decision(question)
+        if self.guard is not None:
+            # the one conversation check (the server's too): every earlier turn re-read, follow-ups in context
+            conversation = check_conversation(self.guard, [*(m for m in history if m["role"] in ("user", "assistant")),
+                                                           {"role": "user", "content": question}])
+            decision, past = conversation.decision, conversation.model_turns()
+        else:
+            decision, past = _unguarded_decision(question), self.model_history(history)
         if decision.action != "answer":
-            text = decision.response or ""
-            yield AssistantEvent("token", text)
-            reply = AssistantReply(text=text, raw_answer="", decision=decision, dose_warnings=[],
-                                   seconds=time.perf_counter() - start, first_token_seconds=None, tokens=0)
-            yield AssistantEvent("final", text, reply)
+            yield from self._canned(decision, start)
             return
         passages = None
         if self.retriever is not None:
@@ -198,15 +200,28 @@ class Assistant:
                                        seconds=time.perf_counter() - start, first_token_seconds=None, tokens=0)
                 yield AssistantEvent("final", text, reply)
                 return
-        messages = self.build_messages(decision.sanitized_input, self.model_history(history), passages)
-        pieces: list[str] = []
+        messages = self.build_messages(decision.sanitized_input, past, passages)
+        # sentences are released only after the output screen read them: a blocked one is never shown
+        gate = SentenceGate(self.guard.screen_answer if self.guard is not None else None)
         first: float | None = None
+        blocked = None
         for piece in self.backend.stream_chat(messages, self.settings):
             if first is None:
                 first = time.perf_counter() - start
-            pieces.append(piece)
-            yield AssistantEvent("token", piece)
-        raw = "".join(pieces).strip()
+            step = gate.feed(piece)
+            if step is not None and step.blocked is not None:
+                blocked = step.blocked
+                break
+            if step is not None and step.text:
+                yield AssistantEvent("token", step.text)
+        if blocked is None and (step := gate.flush()) is not None:
+            blocked = step.blocked
+            if blocked is None and step.text:
+                yield AssistantEvent("token", step.text)
+        if blocked is not None:
+            yield from self._canned(blocked, start, shown=gate.released)
+            return
+        raw = gate.released.strip()
         from medtune.rag.grounding import (
             check_citations,
             citation_warning,
@@ -216,10 +231,12 @@ class Assistant:
             reattribution_note,
         )
 
-        evidence = bool(passages) and has_evidence(passages)
-        answer, moved, note = raw, [], None
+        shown: list[Any] = passages or []
+        evidence = bool(shown) and has_evidence(shown)
+        answer, note = raw, None
+        moved: list[Any] = []
         if evidence and self.repair_citations:
-            answer, moved = reattribute_citations(raw, passages)
+            answer, moved = reattribute_citations(raw, shown)
             note = reattribution_note(moved)
         text, warnings = answer, []
         if self.guard is not None:
@@ -242,6 +259,17 @@ class Assistant:
                                cited=check.valid if check else [], invalid_citations=check.invalid if check else [],
                                citation_warning=warning, answer=answer, reattributed=moved, citation_note=note)
         yield AssistantEvent("final", text, reply)
+
+    @staticmethod
+    def _canned(decision: GuardDecision, start: float, shown: str = "") -> Iterator[AssistantEvent]:
+        """The guard's reply as the answer (after ``shown``, the sentences already released, when an answer
+        was blocked part-way)."""
+        text = decision.response or ""
+        yield AssistantEvent("token", ("\n\n" if shown else "") + text)
+        reply = AssistantReply(text=f"{shown.strip()}\n\n{text}" if shown.strip() else text, raw_answer="",
+                               decision=decision, dose_warnings=[], seconds=time.perf_counter() - start,
+                               first_token_seconds=None, tokens=0)
+        yield AssistantEvent("final", reply.text, reply)
 
     def ask(self, question: str, history: list[Message] | None = None) -> AssistantReply:
         """Answer one question (no streaming) and return the reply."""
