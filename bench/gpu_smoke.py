@@ -14,8 +14,9 @@ Each path gets pass/fail (and its error text) in one JSON line, with peak VRAM a
           sits on CUDA in nf4
   merge   ``medtune.train.merge.merge_adapter``: a 16-bit merge on CUDA, measured against the adapter model on
           its nf4 base (max logit difference)
-  export  ``medtune.export.pipeline.export_model`` (GGUF f16 + q4_k_m) with its checks: the f16 GGUF must
-          reproduce the adapter model's greedy tokens on served prompts
+  export  ``medtune.export.pipeline.export_model`` (GGUF f16 + q4_k_m) with its checks: the f16 GGUF scores the
+          adapter model's greedy continuation teacher-forced (perplexity ratio under the limit, greedy choices
+          equal except near-ties within the reference's top-2 margin)
   serve   ``medtune serve RUN --engine llamacpp`` (llama.cpp asked for all layers on the GPU) behind the guard,
           with httpx: ``/health``, an emergency gets the canned referral, a question gets an answer
 
@@ -434,6 +435,8 @@ class Smoke:
         files = report["verify"]["files"]
         return {"reference": report["verify"]["reference"], "gguf": report["gguf"],
                 "agreement": {name: f["agreement"] for name, f in files.items()},
+                "ppl_ratio": {name: f.get("ppl_ratio") for name, f in files.items()},
+                "ties": {name: len(f.get("ties") or []) for name, f in files.items()},
                 "ppl_increase": {name: f.get("ppl_increase") for name, f in files.items() if "ppl_increase" in f}}
 
     def serve(self) -> dict[str, Any]:

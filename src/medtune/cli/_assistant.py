@@ -45,7 +45,10 @@ def build_assistant(model: str, backend: str, url: str | None, temperature: floa
 
 def after_stream(reply: Any) -> str:
     """What to print once the streamed tokens are on screen: the rest of the reply (citation notes, sources,
-    disclaimer), or the whole reply again when it changed what was streamed (guard rewrite, repaired citations)."""
+    disclaimer), or the whole reply again when it changed what was streamed (guard rewrite, repaired citations).
+    A canned or blocked reply (no model answer) was streamed whole: nothing follows it."""
+    if not reply.raw_answer:
+        return ""
     if reply.text.startswith(reply.raw_answer):
         return reply.text[len(reply.raw_answer):]
     return "\n\n" + reply.text if reply.raw_answer else reply.text

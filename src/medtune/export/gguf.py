@@ -163,28 +163,6 @@ def open_gguf(gguf_file: Path, n_ctx: int, *, logits_all: bool = False) -> Any:
                  n_threads=1, n_gpu_layers=0)
 
 
-def greedy_ids_llamacpp(gguf_file: Path, prompts: list[list[int]], n_tokens: int, stop_ids: set[int]
-                        ) -> list[list[int]]:
-    """Greedy continuation token ids of each prompt (token ids) with llama.cpp, ending at a stop id (child process)."""
-    return run_in_child(_greedy_ids_here, gguf_file, prompts, n_tokens, stop_ids)
-
-
-def _greedy_ids_here(gguf_file: Path, prompts: list[list[int]], n_tokens: int, stop_ids: set[int]
-                     ) -> list[list[int]]:
-    """Greedy continuations in this process (see greedy_ids_llamacpp)."""
-    llm = open_gguf(gguf_file, max(len(ids) for ids in prompts) + n_tokens + 8)
-    out = []
-    for ids in prompts:
-        llm.reset()  # no prefix reuse across prompts: each is evaluated from scratch
-        tokens: list[int] = []
-        for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            tokens.append(int(token))
-            if token in stop_ids or len(tokens) >= n_tokens:
-                break
-        out.append(tokens)
-    return out
-
-
 def perplexity_llamacpp(gguf_file: Path, scored: list[tuple[list[int], list[int]]]) -> float:
     """Perplexity of llama.cpp on the answer tokens of ``(prompt ids, answer ids)`` pairs (child process)."""
     return run_in_child(_perplexity_here, gguf_file, scored)
