@@ -88,3 +88,38 @@ def test_quick_question_in_chromium(isolated_home: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         if proc.returncode not in (0, -signal.SIGTERM, None):
             print(log.read_text(errors="replace")[-3000:])
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_medtune_ui_stops_its_streamlit(isolated_home: Path, how: signal.Signals) -> None:
+    port = _free_port()
+    with (isolated_home / "ui-kill.log").open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "medtune", "ui", "--port", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc, 60)
+        streamlit = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+                     if _parent_of(p) == proc.pid]
+        assert len(streamlit) == 1
+        proc.send_signal(how)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _running(streamlit[0]):
+            time.sleep(0.2)
+        assert not _running(streamlit[0]), f"Streamlit outlived medtune ui ({how.name})"
+    finally:
+        proc.kill()
+
+
+def _parent_of(stat: Path) -> int:
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return -1
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
