@@ -78,7 +78,8 @@ def convert_gguf_to_hf(gguf_path: Path, out_dir: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     # The weights are dequantized to fp32 on load; drop the GGUF "quantizer" so they can be saved plainly.
-    model.hf_quantizer = None
+    # (torch types Module.__setattr__ as Tensor | Module only; any value is set at runtime)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out_dir)

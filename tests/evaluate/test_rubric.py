@@ -125,6 +125,49 @@ def test_judge_sends_the_verdict_schema_and_drops_it_when_the_server_refuses() -
     assert seen == [VERDICT_SCHEMA, None] and judge.schema_refused
 
 
+def test_judge_client_retries_rate_limits_and_server_errors_with_backoff() -> None:
+    """The judge keeps the openai client's own retries: 429 and 503 replies are asked again, not counted as lost."""
+    pytest.importorskip("openai")
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from medtune.evaluate.rubric import JUDGE_MAX_RETRIES
+
+    replies = [429, 503, 200]
+    seen: list[int] = []
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "judge",
+             "choices": [{"index": 0, "finish_reason": None,
+                          "delta": {"role": "assistant", "content": '{"criteria_met": true, "explanation": "ok"}'}}]}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status = replies[len(seen)]
+            seen.append(status)
+            body = (f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n" if status == 200
+                    else json.dumps({"error": {"message": "busy"}}))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/event-stream" if status == 200 else "application/json")
+            self.send_header("retry-after-ms", "10")  # the server's delay, honoured by the client's backoff
+            self.send_header("Content-Length", str(len(body.encode())))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = JudgeGrader(f"http://127.0.0.1:{server.server_address[1]}/v1", "judge")
+        assert judge.met("q?", "an answer", _question().criteria[0]) is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [429, 503, 200] and judge.failures == 0
+    assert JUDGE_MAX_RETRIES >= 2
+
+
 def test_loader_names_line_and_key(tmp_path: Path) -> None:
     good = {"id": "a", "question": "What is gout?", "criteria": [{"criterion": "Uric acid", "points": 5,
                                                                    "phrases": "uric"}]}

@@ -166,6 +166,10 @@ def eval_command(
             table.add_row(f"  {group}", str(figures["n"]), "acc", f"{figures['acc']:.4f} ± {figures['acc_stderr']:.4f}")
     console.print(table)
     console.print(f"reports: {results['out_dir']}/report.html, report.md, results.json")
+    if results.get("kept_tasks"):
+        console.print(f"kept earlier results for tasks {', '.join(results['kept_tasks'])} in results.json")
+    if results.get("replaced_results_of"):
+        console.print(f"replaced the earlier results.json there (model {results['replaced_results_of']})")
 
 
 def register(app: typer.Typer) -> None:

@@ -102,7 +102,8 @@ def grounding_scores(answers: list[str], references: list[str] | None,
                                    "top_passage_score": []}
     if references is None:
         del per["reference_in_index"]
-    for answer, reference, found in zip(answers, references or [None] * len(answers), passages, strict=True):
+    paired: list[str | None] = list(references) if references else [None] * len(answers)
+    for answer, reference, found in zip(answers, paired, passages, strict=True):
         check = check_citations(answer, found)
         served = reattribute_citations(answer, found)
         per["evidence_found"].append(float(has_evidence(found)))

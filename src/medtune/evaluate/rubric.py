@@ -38,6 +38,9 @@ NEGATION_CUES = frozenset({"not", "no", "never", "avoid", "avoiding", "don't", "
                            "mustn't", "cannot", "can't", "won't", "without", "stop", "nor", "neither",
                            "against", "instead", "isn't", "aren't", "unsafe", "dangerous", "refrain"})
 NEGATION_WINDOW = 6
+#: the judge client's retries of a request that got 429 (rate limit), 408/409 or 5xx or failed to connect, with the
+#: openai client's exponential backoff (0.5 s doubling to 8 s, or the server's Retry-After)
+JUDGE_MAX_RETRIES = 5
 # "aspirin is not advised", "aspirin should be avoided": an auxiliary right after the match, then a cue within the
 # next 3 words of the same clause (a comma or full stop ends the clause, so "aspirin, not paracetamol" still counts)
 AUXILIARIES = frozenset({"is", "are", "was", "should", "must", "can", "may", "isn't", "aren't", "shouldn't",
@@ -206,7 +209,7 @@ class JudgeGrader:
         if chat is None:
             from medtune.inference.openai_backend import OpenAIBackend
 
-            chat = OpenAIBackend(model, url=url).chat
+            chat = OpenAIBackend(model, url=url, max_retries=JUDGE_MAX_RETRIES).chat
         self.chat = chat
         self.max_attempts = max_attempts
         self.failures = 0

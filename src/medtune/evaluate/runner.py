@@ -1,7 +1,9 @@
 """``evaluate_model``: load a model once, run each task, score it, and write results.json + reports.
 
 Per task the results keep the aggregate metrics *and* the per-example scores (so ``medtune compare`` can bootstrap
-paired differences), plus sample answers, timing and the random baseline of multiple-choice tasks.
+paired differences), plus sample answers, timing and the random baseline of multiple-choice tasks. A folder's
+results.json keeps the tasks of earlier evaluations into it (each stamped with its settings) that a later one does
+not score again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from medtune.paths import medtune_home
 SAMPLE_ROWS = 10
 #: finished tasks of an evaluation still running (or interrupted); removed when results.json is written.
 PARTIAL_RESULTS = "results.partial.json"
+#: the settings of an evaluation, recorded with each of its tasks (``evaluated``): a results.json keeps the tasks of
+#: earlier evaluations into the same folder, each with the settings it was scored under.
+STAMP_KEYS = ("created", "settings", "limit", "sample_seed", "shots", "prompt", "guard", "rag", "rag_k",
+              "rag_hide_own_document", "rag_min_score")
 
 
 def _progress() -> Any:
@@ -244,7 +250,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
                    data_dir: str | Path | None = None, settings: EvalConfig | None = None,
                    out_dir: Path | None = None, rag: Any = None, loaded: tuple[Any, Any] | None = None,
                    rag_k: int = 4, guard: Any = None, rag_hide_own_document: bool = False) -> dict:
-    """Evaluate ``model`` (alias, folder, GGUF or run folder) on ``tasks``; write reports; return results.json.
+    """Evaluate ``model`` (alias, folder, GGUF or run folder) on ``tasks``; write reports; return this evaluation's
+    results (results.json also keeps earlier tasks; ``kept_tasks`` names them).
 
     Args:
         model: anything :func:`medtune.models.load_causal_lm` accepts.
@@ -254,7 +261,8 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
             (default ``settings.shots``; 0 overrides a recipe's shots).
         data_dir: raw dataset root, or a ``medtune prepare`` output (then used by ``medquad-test``).
         settings: decoding and batching (``EvalConfig``).
-        out_dir: report folder (default RUN/eval or MEDTUNE_HOME/evals/<model>-<time>).
+        out_dir: report folder (default RUN/eval or MEDTUNE_HOME/evals/<model>-<time>). A results.json of the same
+            model already there keeps the tasks this evaluation does not score again (:func:`merge_earlier_results`).
         rag: optional retriever (:func:`medtune.rag.open_retriever`); free-text questions are answered from its
             top ``rag_k`` passages with the grounded prompt of ``medtune ask --rag``.
         loaded: an already loaded ``(model, tokenizer)`` pair (tests, callers that hold one).
@@ -326,11 +334,59 @@ def evaluate_model(model: str, tasks: list[str], *, limit: int | None = None, sh
             else:
                 results["tasks"][task.name] = _multiple_choice(task, examples, lm, tokenizer, settings, shots, root,
                                                                context, progress)
+            results["tasks"][task.name]["evaluated"] = evaluation_stamp(results)
             _write_partial(results, out, [t.name for t in chosen])
     results["model_info"]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    write_reports(results, out)
+    merged, kept, replaced = merge_earlier_results(results, out)
+    write_reports(merged, out)
     (out / PARTIAL_RESULTS).unlink(missing_ok=True)
+    # said by `medtune eval`; results.json holds the merged tasks, the returned results only this evaluation's
+    results["kept_tasks"] = kept
+    results["replaced_results_of"] = replaced
     return results
+
+
+def evaluation_stamp(results: dict[str, Any]) -> dict[str, Any]:
+    """When and under which settings an evaluation ran (its ``STAMP_KEYS``), recorded with each of its tasks."""
+    return {key: results[key] for key in STAMP_KEYS if key in results}
+
+
+def _same_model(a: Any, b: Any) -> bool:
+    """True when two recorded ``model`` values name the same model (the same string, or the same folder)."""
+    if a == b:
+        return True
+    if not isinstance(a, str) or not isinstance(b, str):
+        return False
+    first, second = Path(a).expanduser(), Path(b).expanduser()
+    return first.exists() and second.exists() and first.resolve() == second.resolve()
+
+
+def merge_earlier_results(results: dict[str, Any], out: Path) -> tuple[dict[str, Any], list[str], str | None]:
+    """The results.json to write into ``out``: this evaluation's, plus each task of the results.json already there
+    (of the same model) that it did not evaluate again, so a second ``medtune eval RUN --tasks ...`` keeps the first
+    one's tasks and ``medtune compare RUN`` still finds them. A task evaluated again replaces its earlier entry; each
+    task carries the settings it was scored under (``evaluated``; entries older than that stamp get their file's).
+
+    Returns the merged results, the names of the tasks kept from before, and the model of an earlier results.json
+    that is replaced whole because it scored another model (``--out`` reused; None otherwise).
+    """
+    path = out / "results.json"
+    try:
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return results, [], None  # an unreadable file has nothing to keep
+    tasks = earlier.get("tasks") if isinstance(earlier, dict) else None
+    if not isinstance(tasks, dict):
+        return results, [], None
+    if not _same_model(earlier.get("model"), results["model"]):
+        return results, [], str(earlier.get("model"))
+    kept = [name for name in tasks if name not in results["tasks"]]
+    if not kept:
+        return results, [], None
+    stamp = evaluation_stamp(earlier)
+    merged_tasks = {name: results["tasks"].get(name) or {"evaluated": stamp, **tasks[name]} for name in tasks}
+    merged_tasks.update(results["tasks"])
+    return {**results, "tasks": merged_tasks}, kept, None
 
 
 def _write_partial(results: dict[str, Any], out: Path, task_names: list[str]) -> None:

@@ -64,12 +64,16 @@ class LlamaGuard:
 
             try:
                 tokenizer = AutoTokenizer.from_pretrained(model)
-                lm = AutoModelForCausalLM.from_pretrained(model, dtype=select_dtype("auto")).to(self.device)
+                # ignore: transformers decorates PreTrainedModel.to with functools.wraps(Module.to), which mypy
+                # reads as an unbound function (expecting the model as its first argument)
+                lm = AutoModelForCausalLM.from_pretrained(model, dtype=select_dtype("auto")).to(self.device)  # type: ignore[arg-type]
             except OSError as error:
                 raise UserError(f"guard moderator {model}: cannot load it ({error}); pass a local folder "
                                 "or a hub id you have access to.") from None
             loaded = (tokenizer, lm)
-        self.tokenizer, self.model = loaded
+        # a transformers tokenizer and causal LM, or stand-ins with the same methods (``loaded``)
+        self.tokenizer: Any = loaded[0]
+        self.model: Any = loaded[1]
 
     def flags(self, text: str) -> list[str]:
         """Classify the user message; return the mapped medtune classes."""
@@ -100,7 +104,9 @@ class PromptGuard:
                 raise UserError(f"guard moderator {model}: cannot load it ({error}); pass a local folder "
                                 "or a hub id you have access to.") from None
             loaded = (tokenizer, classifier)
-        self.tokenizer, self.model = loaded
+        # a transformers tokenizer and sequence classifier, or stand-ins with the same methods (``loaded``)
+        self.tokenizer: Any = loaded[0]
+        self.model: Any = loaded[1]
 
     def malicious_probability(self, text: str) -> float:
         """Probability of the model's last ('malicious') label."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from medtune.errors import UserError
 from medtune.inference.base import GenerationSettings, Message, ModelInfo
 from medtune.inference.history import approximate_token_count
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 class OpenAIBackend:
@@ -17,15 +20,20 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, model: str | None = None, *, url: str | None = None, api_key: str | None = None,
-                 context_window: int = 2048, timeout: float = 600) -> None:
-        """Connect to ``url`` (default ``http://127.0.0.1:8000/v1``); ``model`` None = the server's first."""
+                 context_window: int = 2048, timeout: float = 600, max_retries: int | None = None) -> None:
+        """Connect to ``url`` (default ``http://127.0.0.1:8000/v1``); ``model`` None = the server's first.
+
+        ``max_retries``: the openai client's own retries, with exponential backoff (and the server's Retry-After), of
+        a request that failed to connect or got 408, 409, 429 or 5xx; None = the client's default (2).
+        """
         try:
-            from openai import OpenAI
+            from openai import DEFAULT_MAX_RETRIES, OpenAI
         except ImportError:
             raise UserError("the openai backend needs the openai client: pip install 'medtune[serve]'") from None
         self.url = url or "http://127.0.0.1:8000/v1"
         key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
-        self.client = OpenAI(base_url=self.url, api_key=key, timeout=timeout, max_retries=0)
+        self.client = OpenAI(base_url=self.url, api_key=key, timeout=timeout,
+                             max_retries=DEFAULT_MAX_RETRIES if max_retries is None else max_retries)
         self._model = model
         self.context_window = context_window
 
@@ -66,8 +74,10 @@ class OpenAIBackend:
         import openai
 
         try:
-            stream = self.client.chat.completions.create(model=self.model_name, messages=messages,  # type: ignore
-                                                         stream=True, **self._params(settings))
+            stream = self.client.chat.completions.create(
+                model=self.model_name, messages=cast("list[ChatCompletionMessageParam]", messages), stream=True,
+                **self._params(settings))
+            assert isinstance(stream, openai.Stream)  # stream=True (the **params leave mypy the non-stream overload)
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
