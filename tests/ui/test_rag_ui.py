@@ -344,9 +344,9 @@ def test_ui_rag_option_checks_the_index_and_sets_the_env(isolated_home: Path,
         seen.update(command=command, env=env)
         return 0
 
-    import subprocess
+    import medtune.children
 
-    monkeypatch.setattr(subprocess, "call", fake_call)
+    monkeypatch.setattr(medtune.children, "run_child", fake_call)
     result = runner.invoke(get_app(), ["ui", "--rag", "medquad"])
     assert result.exit_code == 0, result.output
     assert seen["env"]["MEDTUNE_UI_RAG"] == "medquad"
