@@ -94,6 +94,8 @@ def test_guarded_server_sends_the_runs_trained_prompt(tmp_path: Path) -> None:
     from medtune.serve.server import guarded_messages
 
     guard = served_guard(str(_run_folder(tmp_path, "You are a terse clinic helper.")))
-    sent = guarded_messages(guard, [{"role": "system", "content": "client prompt"}, {"role": "user", "content": "Hi"}])
-    assert sent[0] == {"role": "system", "content": "You are a terse clinic helper."}
+    sent, decision, _ = guarded_messages(guard, [{"role": "system", "content": "client prompt"},
+                                                 {"role": "user", "content": "Hi"}])
+    assert sent[0] == {"role": "system", "content": "You are a terse clinic helper."} and decision.action == "answer"
+    assert "client prompt" not in str(sent)
     assert served_guard("smollm2-135m-instruct").system_prompt == default_guard_config().system_prompt
