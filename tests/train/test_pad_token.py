@@ -10,47 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.export.test_modelfile import LLAMA3_TEMPLATE, MISTRAL_TEMPLATE  # the real templates, written once
 from tests.train.conftest import QUESTIONS, splits_for, tiny_recipe
 
+from medtune import tiny_models
 from medtune.models import ADDED_PAD_TOKEN, ensure_distinct_pad_token
 
-
-def reserved(numbers: range) -> list[str]:
-    return [f"<|reserved_special_token_{i}|>" for i in numbers]
-
-
-# The special tokens in id order after the regular vocabulary, as Meta's tokenizer.py lays them out (ids 128000-128255).
-LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", *reserved(range(0, 4)), "<|start_header_id|>",
-                   "<|end_header_id|>", "<|reserved_special_token_4|>", "<|eot_id|>", *reserved(range(5, 251))]
-LLAMA31_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", *reserved(range(0, 2)), "<|finetune_right_pad_id|>",
-                    "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>",
-                    "<|eot_id|>", "<|python_tag|>", *reserved(range(3, 248))]
-# Llama-3-style chat tokens and nothing unused: no pad candidate at all.
-BARE_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+TEXTS = [f"{q} {a}" for q, a in QUESTIONS] * 3
 
 
 def build_tokenizer(layout: str) -> Any:
-    """A byte-level BPE (a few hundred tokens, trained on the test questions) with ``layout``'s special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    mistral = layout == "mistral"
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<unk>", "<s>", "</s>"] if mistral else [])
-    tok.train_from_iterator([f"{q} {a}" for q, a in QUESTIONS] * 3, trainer)
-    if mistral:  # Mistral v0.2: <unk>=0, <s>=1, </s>=2, then the vocabulary
-        assert [tok.token_to_id(t) for t in ("<unk>", "<s>", "</s>")] == [0, 1, 2]
-        tok.add_special_tokens(["<unk>", "<s>", "</s>"])
-        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                       chat_template=MISTRAL_TEMPLATE)
-    specials = {"llama3": LLAMA3_SPECIALS, "llama31": LLAMA31_SPECIALS, "bare": BARE_SPECIALS}[layout]
-    tok.add_special_tokens(specials)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                   chat_template=LLAMA3_TEMPLATE)
+    """A small BPE trained on the test questions with ``layout``'s real special tokens (medtune.tiny_models)."""
+    return tiny_models.build_tokenizer(layout, texts=TEXTS)
 
 
 @pytest.mark.parametrize(("layout", "pad"), [
@@ -93,19 +63,8 @@ def test_a_tokenizer_without_candidates_gets_an_added_token() -> None:
 
 
 def save_tiny_llama3(layout: str, out: Path) -> Path:
-    """A tiny random Llama-3-shaped model (untied embeddings, GQA) with ``layout``'s tokenizer, saved to ``out``."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = build_tokenizer(layout)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=False, rope_theta=500000.0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)  # without a pad token, as Meta ships it
-    return out
+    """A tiny random Llama-3-shaped model with ``layout``'s tokenizer, saved to ``out`` (medtune.tiny_models)."""
+    return tiny_models.save_tiny_llama3(out, layout, texts=TEXTS)
 
 
 def train_tiny(model_dir: Path) -> Any:
