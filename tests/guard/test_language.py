@@ -50,12 +50,20 @@ def test_short_english_questions_that_fool_both_detectors_stay_english() -> None
 
 
 def test_reply_leads_with_the_line_in_the_message_language_then_english(guard: Guard) -> None:
-    decision = guard.check_input("mi madre se desmayó y no respira bien, qué hago")
+    decision = guard.check_input("mi madre tiene gripe y fiebre desde ayer, qué hago")
     assert decision.layer == "language" and decision.category == "defer:language:es"
     text = decision.response or ""
     assert text.index("número de emergencias") < text.index("call your local emergency number")
     assert "Spanish" in text and text.rstrip().endswith(default_guard_config().disclaimer.strip()[-40:])
     assert language_name("sv") == "Swedish" and language_name("xx") == "xx"
+
+
+def test_an_emergency_in_a_known_language_is_referred_led_by_its_line(guard: Guard) -> None:
+    """Issue 31: the emergency vocabulary of the languages whose emergency line the guard has."""
+    decision = guard.check_input("mi madre se desmayó y no respira bien, qué hago")
+    assert decision.action == "emergency" and decision.layer == "rules"
+    text = decision.response or ""
+    assert text.index("número de emergencias") < text.index("Call your local emergency number")
 
 
 def test_language_check_can_be_switched_off() -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from medtune.guard.evaluation import decision_class
+from medtune.guard.evaluation import decision_class, is_correct
 from medtune.inference.assistant import Assistant, history_turns
 from medtune.inference.base import GenerationSettings
 
@@ -42,7 +42,8 @@ CASES = [
 @pytest.mark.parametrize(("expected", "prompt"), CASES)
 def test_each_class_and_hard_negative(guard, expected: str, prompt: str) -> None:
     decision = guard.check_input(prompt)
-    assert decision_class(decision) == expected, (decision.category, decision.layer, decision.reason)
+    # an answer about emergencies leads with the emergency line (issue 31); it is still an answer
+    assert is_correct(expected, decision_class(decision)), (decision.category, decision.layer, decision.reason)
 
 
 def test_every_decision_names_its_layer_and_scores(guard) -> None:

@@ -194,6 +194,18 @@ def test_a_streamed_answer_never_shows_a_sentence_over_the_maximum_dose(guard) -
     assert "2000 mg" not in plain["choices"][0]["message"]["content"]
 
 
+def test_education_about_an_emergency_is_answered_after_the_emergency_line(served, guard) -> None:
+    client, engine = served
+    question = {"messages": [{"role": "user", "content": "What are the warning signs of a stroke?"}]}
+    line = guard.check_input("What are the warning signs of a stroke?").emergency_line
+    assert line, "the guard no longer answers this education question with the emergency line"
+    text, last = _stream_text(client.post("/v1/chat/completions", json={**question, "stream": True}))
+    assert text.startswith(line.strip()) and engine.answer.split(".")[0] in text
+    assert last["medtune_guard"]["category"] == "answer:emergency_line"
+    plain = client.post("/v1/chat/completions", json=question).json()["choices"][0]["message"]["content"]
+    assert plain.startswith(line.strip()) and engine.answer.split(".")[0] in plain
+
+
 def test_health_and_errors_when_the_engine_is_down(guard) -> None:
     from fastapi.testclient import TestClient
 

@@ -115,13 +115,20 @@ def test_refusal_shown_as_info_and_dose_warning_as_warning(fake_backend, monkeyp
     infos = at.chat_message[1].info
     assert infos and "can't help" in infos[0].value
     assert "guardrail: refuse:misuse" in " ".join(c.value for c in at.chat_message[1].caption)
-    monkeypatch.setattr(fake_backend, "ANSWER_TOKENS", ["Take ", "5000 mg ", "of ibuprofen ", "per day."])
+    monkeypatch.setattr(fake_backend, "ANSWER_TOKENS", ["Take ", "800 mg ", "of ibuprofen ", "three times a day."])
     _ask(at, "How much ibuprofen can I take for back pain?")
     warnings = at.chat_message[3].warning
-    assert any("3200 mg" in w.value for w in warnings)
+    assert any("1200 mg" in w.value for w in warnings)   # above the OTC limit only: shown with its warning
     # the refused turn is not sent to the model as history
     roles = [m["role"] for m in fake_backend.CALLS[-1]["messages"]]
     assert roles == ["system", "user"]
+    # above the prescription maximum the answer is never shown: the refusal replaces it
+    monkeypatch.setattr(fake_backend, "ANSWER_TOKENS", ["Take ", "5000 mg ", "of ibuprofen ", "per day."])
+    _ask(at, "What is the most ibuprofen I can take in a day for back pain?")
+    shown = " ".join(str(getattr(e, "value", "")) for e in at.chat_message[5].children.values()) \
+        if hasattr(at.chat_message[5], "children") else ""
+    shown += " ".join(i.value for i in at.chat_message[5].info) + " ".join(m.value for m in at.chat_message[5].markdown)
+    assert "5000 mg" not in shown and "can't help" in shown
 
 
 def test_backend_load_error_is_shown(fake_backend, monkeypatch) -> None:

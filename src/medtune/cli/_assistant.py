@@ -49,8 +49,9 @@ def after_stream(reply: Any) -> str:
     A canned or blocked reply (no model answer) was streamed whole: nothing follows it."""
     if not reply.raw_answer:
         return ""
-    if reply.text.startswith(reply.raw_answer):
-        return reply.text[len(reply.raw_answer):]
+    streamed = (reply.streamed or reply.raw_answer).strip()
+    if reply.text.startswith(streamed):
+        return reply.text[len(streamed):]
     return "\n\n" + reply.text if reply.raw_answer else reply.text
 
 

@@ -67,6 +67,10 @@ class Templates(_Strict):
     otc_dose_warning: str = Field(description="Above the OTC limit but within the prescription maximum.")
     unsupported_language: str = Field(description="Reply to a message in a language the guard cannot read, "
                                       "before any model call; {language} is its name.")
+    emergency_line_first: str = Field(
+        "If this is happening now, call your local emergency number (911 in the US, 112 in the EU, 999 in the UK) "
+        "before reading on.", description="Put before an answer about emergencies (warning signs, first aid): "
+        "the question is answered, the emergency line comes first.")
     emergency_line_by_language: dict[str, str] = Field(
         default_factory=dict, description="The emergency-number line in other languages (ISO 639-1 code -> "
         "text), put first in the unsupported-language reply.")

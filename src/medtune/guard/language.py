@@ -111,10 +111,169 @@ class LanguageCheck:
         latin_only = not re.search(r"[^\W\d_\u0000-\u024f]", text)
         if latin_only and len(words) < MIN_LATIN_WORDS:
             return None
-        if "en" in self.supported and (words[0] in _ENGLISH_OPENERS
-                                       or any(word in _english_function_words() for word in words)):
-            return None
+        if "en" in self.supported:
+            content = [w for w in words if w not in ENGLISH_FILLERS]
+            english = sum(w in _english_function_words() for w in content)
+            if words[0] in _ENGLISH_OPENERS:
+                return None
+            if len(content) < MIN_LATIN_WORDS and latin_only:
+                # mostly filler words ("Diagnose me please"): English, as before
+                if any(word in _english_function_words() for word in words):
+                    return None
+            elif english >= ENGLISH_MIN_WORDS or english_share(text) >= ENGLISH_SHARE:
+                return None
+        # the detectors read the message without English filler words ("help please, mi abuela ..."): judged by
+        # its content words, a code-switched message is in the other language.
         # read() asks Lingua only after langdetect found an unsupported language, so a Lingua reading means both
         # detectors ran; Lingua's is the one reported (the more accurate of the two on short texts)
-        lingua = self.read(text).lingua
+        lingua = self.read(without_fillers(text) or text).lingua
         return None if lingua is None or lingua in self.supported else lingua
+
+
+#: English words a non-native speaker adds to a message in their own language ("please", "help please", "sorry
+#: my english"): no evidence that the message is English.
+ENGLISH_FILLERS = frozenset([
+    "please", "pls", "plz", "help", "sorry", "english", "bad", "my", "urgent", "quick", "quickly", "fast", "hello",
+    "hi", "thanks", "thank", "ok", "okay", "emergency",
+])
+#: A message is English when at least this share of its words are English function words (fillers excluded), or
+#: it opens with an English question word. Chosen on the validation set and the guard's English data (see
+#: docs/guard.md, 2026-12-07): every English prompt there has more, a message with one filler word has none.
+ENGLISH_SHARE = 0.12
+#: ... or when it holds at least this many English function words besides the fillers ("Translate this from
+#: German: '...'", a quoted foreign text inside an English request).
+ENGLISH_MIN_WORDS = 2
+
+
+def english_share(text: str) -> float:
+    """The share of the words of ``text`` that are English function words, not counting the filler words a
+    speaker of another language adds ("please", "help", "sorry my english")."""
+    words = re.findall(r"\w+(?:'\w+)?", text.casefold())
+    if not words:
+        return 0.0
+    english = _english_function_words()
+    return sum(w in english and w not in ENGLISH_FILLERS for w in words) / len(words)
+
+
+def without_fillers(text: str) -> str:
+    """``text`` with the English filler words removed (what the language detectors read)."""
+    kept = [w for w in re.split(r"(\s+)", text) if re.sub(r"\W", "", w.casefold()) not in ENGLISH_FILLERS]
+    return re.sub(r"\s{2,}", " ", "".join(kept)).strip(" ,.!")
+
+
+#: Emergency vocabulary of the languages whose emergency numbers the guard knows
+#: (``templates.emergency_line_by_language``): language -> policy emergency kind -> pattern. Written from general
+#: knowledge of each language (a current, personal red flag: "no responde", "ne respire plus", "dolore al petto").
+FOREIGN_EMERGENCY: dict[str, dict[str, str]] = {
+    "es": {
+        "unresponsive": r"no (?:responde|reacciona|despierta)|inconsciente|se (?:ha )?desmay(?:ó|o|ado)|perdi(?:ó|o) "
+                        r"el conocimiento",
+        "breathing_anaphylaxis": r"no (?:puede |puedo )?respir\w*|le cuesta respirar|se (?:está )?ahog\w+|"
+                                 r"(?:se pone|está|se está poniendo) (?:azul|morad\w)|labios azules|"
+                                 r"(?:se le |se me )?cierra la garganta|garganta hinchada|anafila\w+|"
+                                 r"se (?:le |me )?hincha(?:n)? (?:la cara|la lengua|los labios)",
+        "cardiac": r"dolor (?:\w+ )?(?:en el|de|del) pecho|infarto|ataque al coraz[óo]n|presi[óo]n en el pecho",
+        "stroke": r"cara (?:torcida|ca[íi]da)|no puede hablar|habla (?:arrastrada|rara)|derrame|ictus|"
+                  r"no puede mover (?:el|la|los|las) \w+|parali[sz]ad\w+|par[áa]lisis",
+        "poisoning_overdose": r"(?:tom[óoé]|trag[óoé]|se tom[óo]|ingiri[óo]|me tom[ée]) (?:\w+ )?(?:muchas|todas|"
+                              r"un frasco|un bote|demasiad\w+|\d+)(?: \w+)? (?:pastillas|comprimidos|pildoras|"
+                              r"píldoras|medicinas|medicamentos)|sobredosis|envenen\w+|"
+                              r"(?:trag[óoé]|ingiri[óo]|se comi[óo]|bebi[óo]|se tom[óo]) (?:\w+ )?(?:pila|bater[íi]a|"
+                              r"lej[íi]a|veneno|cloro)",
+        "bleeding_trauma": r"sangr\w+ (?:mucho|much[íi]simo|sin parar)|no (?:para|deja) de sangrar|mucha sangre|"
+                           r"hemorragia",
+        "seizure": r"convulsi(?:ón|on|ones|ona|onando)|ataque epil[ée]ptico",
+        "suicidal": r"quiero morir\w*|suicidarme|me quiero suicidar|matarme|quitarme la vida",
+    },
+    "fr": {
+        "unresponsive": r"ne r[ée]pond (?:plus|pas)|inconscient\w*|s'est [ée]vanoui\w*|ne se r[ée]veille pas",
+        "breathing_anaphylaxis": r"ne respire (?:plus|pas)|n'arrive (?:plus|pas) [àa] respirer|respire mal|"
+                                 r"(?:devient|est) (?:tout )?bleu\w*|s'[ée]touff\w+|gorge (?:gonfl\w+|serr\w+|qui "
+                                 r"se ferme)|choc anaphylactique|(?:visage|langue|l[èe]vres) (?:gonfl\w+|enfl\w+)",
+        "cardiac": r"douleur (?:\w+ )?(?:dans|à|a|de) la poitrine|douleur thoracique|crise cardiaque|infarctus|"
+                   r"mal (?:à|a) la poitrine",
+        "stroke": r"visage (?:paralys\w+|tomb\w+|d[ée]form\w+)|ne peut (?:plus )?parler|\bavc\b|paralysée?s?",
+        "poisoning_overdose": r"a (?:aval[ée]|pris|bu) (?:\w+ )?(?:beaucoup de |trop de |tous? (?:ses|mes|les) |"
+                              r"toute (?:la|une) |une )?(?:pile|comprim[ée]s|m[ée]dicaments|cachets|javel|poison|"
+                              r"pilules)|surdose|fait une overdose|empoisonn\w+|intoxiqu\w+",
+        "bleeding_trauma": r"saigne (?:beaucoup|abondamment|[ée]norm[ée]ment)|ne s'arr[êe]te pas de saigner|"
+                           r"h[ée]morragie|beaucoup de sang",
+        "seizure": r"fait des convulsions|en convulsions?|convulse|crise d'[ée]pilepsie",
+        "suicidal": r"me suicider|envie de mourir|veux mourir|me tuer",
+    },
+    "de": {
+        "unresponsive": r"reagiert nicht|bewusstlos|ohnm[äa]chtig|wacht nicht (?:mehr )?auf",
+        "breathing_anaphylaxis": r"atmet nicht|bekommt keine luft|keine luft|kann nicht (?:mehr )?atmen|"
+                                 r"erstick\w+|wird blau|hals (?:schwillt|ist zu|zugeschwollen)|anaphylaktisch\w*|"
+                                 r"(?:zunge|lippen|gesicht) (?:schwillt|schwellen|geschwollen)",
+        "cardiac": r"brustschmerz\w*|schmerzen in der brust|herzinfarkt|engegef[üu]hl in der brust",
+        "stroke": r"gesicht\w* (?:h[äa]ngt|gel[äa]hmt)|gel[äa]hmte gesichtsh[äa]lfte|gel[äa]hmt|schlaganfall|"
+                  r"kann nicht (?:mehr )?sprechen|spricht verwaschen",
+        "poisoning_overdose": r"[üu]berdosis|vergift\w+|(?:viele|alle|zu viele) (?:tabletten|pillen|medikamente)|"
+                              r"(?:batterie|knopfzelle|bleiche|gift|putzmittel) (?:\w+ )?(?:geschluckt|getrunken)",
+        "bleeding_trauma": r"blutet (?:stark|sehr|viel)|h[öo]rt nicht auf zu bluten|viel blut",
+        "seizure": r"krampfanfall|krampft|epileptische\w* anfall",
+        "suicidal": r"mich umbringen|sterben will|will sterben|selbstmord|suizid\w*",
+    },
+    "it": {
+        "unresponsive": r"non risponde|svenut\w|incoscient\w|privo di sensi|non si sveglia",
+        "breathing_anaphylaxis": r"non respira|non riesce a respirare|soffoca|diventa (?:blu|viola)|"
+                                 r"gola (?:gonfia|si chiude)|anafila\w+|(?:lingua|labbra|faccia) (?:gonfi\w+)",
+        "cardiac": r"dolore (?:\w+ )?al petto|infarto|attacco di cuore|dolore toracico",
+        "stroke": r"\bictus\b|faccia storta|paralizzat\w|non riesce a parlare|bocca storta",
+        "poisoning_overdose": r"(?:un'|in )overdose|avvelenat\w|ha (?:ingoiato|ingerito|preso|bevuto) (?:\w+ )?(?:una )?"
+                              r"(?:batteria|pila|candeggina|veleno|molte|tutte|troppe)|(?:molte|tutte le|troppe) "
+                              r"(?:pillole|pastiglie|compresse)",
+        "bleeding_trauma": r"sanguina (?:molto|tanto)|non smette di sanguinare|emorragia|molto sangue",
+        "seizure": r"convulsioni|crisi epilettica",
+        "suicidal": r"voglio morire|suicidarmi|mi voglio suicidare|uccidermi|togliermi la vita",
+    },
+    "pt": {
+        "unresponsive": r"n[ãa]o (?:responde|acorda)|desmai\w+|inconsciente|desacordad\w",
+        "breathing_anaphylaxis": r"n[ãa]o (?:consegue )?respira\w*|sufoca\w*|ficando (?:azul|roxo)|"
+                                 r"garganta (?:inchada|fechando)|anafila\w+|(?:l[íi]ngua|l[áa]bios|rosto) inchad\w",
+        "cardiac": r"dor (?:\w+ )?no peito|infarto|ataque card[íi]aco",
+        "stroke": r"derrame|\bavc\b|rosto (?:torto|ca[íi]do)|n[ãa]o consegue falar|boca torta|paralisad\w",
+        "poisoning_overdose": r"(?:teve|tomou) uma overdose|envenen\w+|engoliu|(?:tomou|bebeu) (?:\w+ )?(?:muitos|muitas|todos|todas|"
+                             r"demais|um frasco)|(?:muitos|muitas) (?:comprimidos|rem[ée]dios|p[íi]lulas)",
+        "bleeding_trauma": r"sangrando muito|n[ãa]o para de sangrar|hemorragia|muito sangue",
+        "seizure": r"convuls[ãa]o|convulsionando|convuls[õo]es|ataque epil[ée]ptico",
+        "suicidal": r"quero morrer|me suicidar|suicidar-me|me matar",
+    },
+    "nl": {
+        "unresponsive": r"reageert niet|bewusteloos|flauwgevallen|wordt niet wakker",
+        "breathing_anaphylaxis": r"ademt niet|kan niet (?:meer )?ademen|krijgt geen lucht|stikt|wordt blauw|"
+                                 r"keel (?:zwelt|zit dicht)|anafyla\w+",
+        "cardiac": r"pijn op de borst|borstpijn|hartaanval|hartinfarct",
+        "stroke": r"beroerte|gezicht hangt|kan niet (?:meer )?praten|verlamd",
+        "poisoning_overdose": r"overdosis|vergiftig\w+|ingeslikt|(?:veel|alle) (?:pillen|tabletten)",
+        "bleeding_trauma": r"bloedt (?:heel )?(?:erg|veel|hevig)|houdt niet op met bloeden|veel bloed",
+        "seizure": r"stuip\w*|epileptische aanval",
+        "suicidal": r"wil dood|zelfmoord|mezelf (?:van kant maken|doden)",
+    },
+}
+_FOREIGN_RE = {code: {kind: re.compile(rf"(?<!\w)(?:{pattern})(?!\w)", re.IGNORECASE) for kind, pattern in kinds.items()}
+               for code, kinds in FOREIGN_EMERGENCY.items()}
+#: A foreign red flag counts only in a message whose English share is below this (not an English sentence that
+#: quotes a foreign word).
+FOREIGN_MAX_ENGLISH_SHARE = 0.15
+
+
+@dataclass(frozen=True)
+class ForeignEmergency:
+    """A red flag in one of the languages of :data:`FOREIGN_EMERGENCY`."""
+
+    language: str
+    kind: str
+    match: str
+
+
+def foreign_emergency(text: str) -> ForeignEmergency | None:
+    """The first red flag of another language's emergency vocabulary in a message that is not English."""
+    if english_share(text) >= FOREIGN_MAX_ENGLISH_SHARE:
+        return None
+    for code, kinds in _FOREIGN_RE.items():
+        for kind, pattern in kinds.items():
+            if match := pattern.search(text):
+                return ForeignEmergency(code, kind, match.group(0))
+    return None

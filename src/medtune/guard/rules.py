@@ -262,6 +262,54 @@ def _intrinsic_ok(clause: str) -> bool:
     return _personal(clause) or bool(re.search(r"\b(?:myself|want to die|end it all)\b", rest, _F))
 
 
+#: Emergencies as a subject (education: warning signs, first aid, CPR, auto-injectors, naloxone).
+EMERGENCY_TOPIC = re.compile(
+    r"\b(?:heart attacks?|cardiac arrest|strokes?|tia|cpr|resuscitat\w+|anaphyla\w+|epi ?pens?|auto-?injectors?|"
+    r"adrenaline|epinephrine|overdos\w+|naloxone|narcan|seizures?|epilep\w+|convulsions?|chok\w+|heimlich|"
+    r"suicid\w+|sepsis|meningitis|poison\w*|bleeding|tourniquets?|unconscious|unresponsive|recovery position|aed|"
+    r"defibrillat\w+|drowning|hypoglyc\w+|diabetic (?:coma|emergency)|heat ?stroke|concussions?|"
+    r"allergic reactions?|asthma attacks?|emergenc(?:y|ies))\b", _F)
+#: Questions that teach: warning signs, what to do, how to use or give something, classes and courses.
+EDUCATION = re.compile(
+    r"\b(?:(?:what|which) (?:are|is) (?:the |some )?(?:\w+ )?(?:(?:warning|early|other|main|common|typical) )?"
+    r"(?:signs?|symptoms?|steps|differences?|first aid|treatment|protocol)|how (?:do|does|should|would|can|could) "
+    r"(?:you|i|we|one|someone|people|a person|bystanders?|parents?|teachers?) (?:\w+ )?(?:recogni[sz]e|spot|tell|"
+    r"know|use|give|do|perform|treat|help|respond|administer|check|learn)|how to (?:recogni[sz]e|spot|use|give|"
+    r"perform|do|treat|help|respond|administer|tell)|first aid (?:for|course|class|training)|what (?:should|do|can) "
+    r"(?:you|i|we|one|a bystander|people) do (?:if|when|for)|(?:class|course|exam|training|lesson|module|"
+    r"presentation|quiz|worksheet|students?|instructor|teaching|curriculum)\b|explain|difference between|"
+    r"how long (?:does|do|can)|why (?:does|do|is|are))", _F)
+
+
+def about_emergencies(text: str) -> bool:
+    """True when ``text`` asks to learn about an emergency (an answer to it leads with the emergency line)."""
+    return bool(EMERGENCY_TOPIC.search(text) and EDUCATION.search(text))
+
+
+def emergency_education(text: str) -> bool:
+    """True when ``text`` asks to learn about an emergency (signs, first aid, how to use an auto-injector) and
+    says nothing about someone now: no personal cue outside the asker's own words, no "right now"."""
+    if not about_emergencies(text):
+        return False
+    rest = ASKER.sub(" ", text)
+    return not (PERSONAL.search(rest) or NOW.search(rest) or ACUTE.search(rest))
+
+
+#: A statement of suicidal intent (not a symptom): "I'm done with life", "I can't do this anymore". A later
+#: request for a method in the same conversation gets the emergency referral, not only the self-harm reply.
+SUICIDAL_INTENT = re.compile(
+    r"\b(?:done with (?:life|living|everything|it all)|(?:don't|do not|dont) want to (?:be here|live|exist|go on|"
+    r"wake up|be alive)|can(?:'t|not|t) (?:do this|go on|take (?:it|this)|cope) any ?more|no (?:point|reason) (?:in )?"
+    r"(?:living|going on|to live)|tired of (?:living|life|being alive)|want (?:it all )?to (?:end|be over)|"
+    r"(?:would|will|to) end (?:it|it all|my life|things)|end it all|better off (?:dead|without me)|kill myself|"
+    r"suicid\w+|want to die|take my (?:own )?life)\b", _F)
+
+
+def states_suicidal_intent(text: str) -> bool:
+    """True when ``text`` states the writer's own suicidal intent."""
+    return bool(SUICIDAL_INTENT.search(text))
+
+
 _METHOD_QUESTION = re.compile(r"\b(?:how (?:much|many|do|can|would|to)|what(?:'s| is)? (?:the )?|which|ways? to|"
                               r"methods?|surest|quickest|easiest|fastest|least painful|most reliable)\b", _F)
 

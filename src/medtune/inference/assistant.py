@@ -41,6 +41,7 @@ class AssistantReply:
     answer: str = ""  # the answer as served: the model's, with citation numbers repaired (empty: as raw_answer)
     reattributed: list[tuple[str, int, int]] = field(default_factory=list)  # (sentence, cited, served) numbers
     citation_note: str | None = None
+    streamed: str = ""  # the text sent as token events (what a streaming caller has already shown)
 
 
 @dataclass
@@ -205,6 +206,9 @@ class Assistant:
         gate = SentenceGate(self.guard.screen_answer if self.guard is not None else None)
         first: float | None = None
         blocked = None
+        lead = getattr(decision, "emergency_line", None)   # education about emergencies: the line comes first
+        if lead:
+            yield AssistantEvent("token", f"{lead.strip()}\n\n")
         for piece in self.backend.stream_chat(messages, self.settings):
             if first is None:
                 first = time.perf_counter() - start
@@ -219,7 +223,7 @@ class Assistant:
             if blocked is None and step.text:
                 yield AssistantEvent("token", step.text)
         if blocked is not None:
-            yield from self._canned(blocked, start, shown=gate.released)
+            yield from self._canned(blocked, start, shown=f"{lead.strip()}\n\n{gate.released}" if lead else gate.released)
             return
         raw = gate.released.strip()
         from medtune.rag.grounding import (
@@ -231,16 +235,16 @@ class Assistant:
             reattribution_note,
         )
 
-        shown: list[Any] = passages or []
-        evidence = bool(shown) and has_evidence(shown)
+        listed: list[Any] = passages or []
+        evidence = bool(listed) and has_evidence(listed)
         answer, note = raw, None
         moved: list[Any] = []
         if evidence and self.repair_citations:
-            answer, moved = reattribute_citations(raw, shown)
+            answer, moved = reattribute_citations(raw, listed)
             note = reattribution_note(moved)
         text, warnings = answer, []
         if self.guard is not None:
-            guarded = self.guard.finalize_answer(answer)
+            guarded = self.guard.finalize_answer(answer, decision)
             text, warnings = guarded.text, list(guarded.dose_warnings)
         citations: list[dict[str, Any]] = []
         check, warning = None, None
@@ -257,7 +261,8 @@ class Assistant:
                                seconds=time.perf_counter() - start, first_token_seconds=first,
                                tokens=self._count_answer_tokens(raw), citations=citations,
                                cited=check.valid if check else [], invalid_citations=check.invalid if check else [],
-                               citation_warning=warning, answer=answer, reattributed=moved, citation_note=note)
+                               citation_warning=warning, answer=answer, reattributed=moved, citation_note=note,
+                               streamed=(f"{lead.strip()}\n\n" if lead else "") + gate.released)
         yield AssistantEvent("final", text, reply)
 
     @staticmethod

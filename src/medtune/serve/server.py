@@ -272,7 +272,8 @@ def create_app(upstream: str, guard: Any, api_key: str | None = None, model_name
         released = False
         try:
             if not stream:
-                return await _answer(client, f"{base}/chat/completions", forward, guard, model, guard_info, where)
+                return await _answer(client, f"{base}/chat/completions", forward, guard, model, guard_info, where,
+                                     decision)
             try:
                 upstream_response = await client.send(client.build_request(
                     "POST", f"{base}/chat/completions", json=forward), stream=True)
@@ -291,7 +292,7 @@ def create_app(upstream: str, guard: Any, api_key: str | None = None, model_name
                 slots.leave()
 
             released = True
-            return StreamingResponse(_relay(upstream_response, guard, model, guard_info, finish, where),
+            return StreamingResponse(_relay(upstream_response, guard, model, guard_info, finish, where, decision),
                                      media_type="text/event-stream")
         finally:
             if not released:
@@ -319,9 +320,10 @@ def _canned(model: str, text: str, guard_info: dict[str, Any], stream: bool) -> 
     return StreamingResponse(canned(), media_type="text/event-stream")
 
 
-def _finalize(guard: Any, raw: str, guard_info: dict[str, Any]) -> str:
-    """The text shown for ``raw`` (:meth:`medtune.guard.Guard.finalize_answer`), its findings in ``guard_info``."""
-    guarded = guard.finalize_answer(raw)
+def _finalize(guard: Any, raw: str, guard_info: dict[str, Any], decision: Any = None) -> str:
+    """The text shown for ``raw`` (:meth:`medtune.guard.Guard.finalize_answer`: led by the decision's emergency
+    line when it has one), its findings in ``guard_info``."""
+    guarded = guard.finalize_answer(raw, decision)
     info = guard_info["medtune_guard"]
     if guarded.blocked is not None:
         info.update(action="refuse", category=guarded.blocked, layer="output")
@@ -330,7 +332,7 @@ def _finalize(guard: Any, raw: str, guard_info: dict[str, Any]) -> str:
 
 
 async def _answer(client: Any, url: str, forward: dict[str, Any], guard: Any, model: str,
-                  guard_info: dict[str, Any], where: str) -> Any:
+                  guard_info: dict[str, Any], where: str, decision: Any = None) -> Any:
     """A non-streamed answer: engine call, then the output screen and checks."""
     import httpx
     from starlette.concurrency import run_in_threadpool
@@ -347,7 +349,7 @@ async def _answer(client: Any, url: str, forward: dict[str, Any], guard: Any, mo
     raw = message_text(data["choices"][0]["message"].get("content")).strip()
     if guard is None:
         return data
-    text = await run_in_threadpool(_finalize, guard, raw, guard_info)
+    text = await run_in_threadpool(_finalize, guard, raw, guard_info, decision)
     data["choices"][0]["message"]["content"] = text
     data["model"] = model
     return {**data, **guard_info}
@@ -370,12 +372,15 @@ async def _pieces(response: Any) -> AsyncIterator[str]:
 
 
 async def _relay(response: Any, guard: Any, model: str, guard_info: dict[str, Any],
-                 finish: Callable[[], Any], where: str) -> AsyncIterator[str]:
-    """Relay the engine's answer sentence by sentence, each after the output screen; then the guard's additions."""
+                 finish: Callable[[], Any], where: str, decision: Any = None) -> AsyncIterator[str]:
+    """Relay the engine's answer sentence by sentence, each after the output screen; then the guard's additions.
+    The decision's emergency line (education about emergencies) is sent first."""
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     gate = SentenceGate(guard.screen_answer if guard is not None else None)
     blocked = None
-    yield _chunk(model, ident, {"role": "assistant", "content": ""})
+    lead = getattr(decision, "emergency_line", None)
+    lead = f"{lead.strip()}\n\n" if lead else ""
+    yield _chunk(model, ident, {"role": "assistant", "content": lead})
     try:
         async for piece in _pieces(response):
             step = gate.feed(piece)
@@ -401,7 +406,8 @@ async def _relay(response: Any, guard: Any, model: str, guard_info: dict[str, An
         yield _chunk(model, ident, {"content": ("\n\n" if gate.released else "") + (blocked.response or "")})
     elif guard is not None:
         raw = gate.released.strip()
-        text = _finalize(guard, raw, guard_info)
-        yield _chunk(model, ident, {"content": text[len(raw):] if text.startswith(raw) else "\n\n" + text})
+        text = _finalize(guard, raw, guard_info, decision)
+        shown = (lead + raw).strip()
+        yield _chunk(model, ident, {"content": text[len(shown):] if text.startswith(shown) else "\n\n" + text})
     yield _chunk(model, ident, {}, "stop", guard_info)
     yield "data: [DONE]\n\n"
