@@ -239,6 +239,7 @@ def test_long_input_is_fast(guard: Guard) -> None:
     import time
 
     text = ("I have had a mild cough and my chest feels fine, what helps with that? " * 300)[:20000]
+    guard.check_input("warm-up: what is a normal resting heart rate?")  # loading is not what this times
     start = time.perf_counter()
     decision = guard.check_input(text)
     guard.finalize_answer("Take 500 mg of paracetamol every 6 hours. " * 300)
