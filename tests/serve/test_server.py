@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.procs import children, gone_within
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -299,36 +300,6 @@ def test_medtune_serve_guards_a_real_llamacpp_engine(tmp_path: Path) -> None:
         log.close()
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_gone(pid: int, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def _start_serve(tmp_path: Path, name: str) -> tuple[subprocess.Popen, int, int, int]:
     """``medtune serve`` on free ports; returns (process, proxy port, engine port, engine pid) once healthy."""
     port, engine_port = _free_port(), _free_port()
@@ -346,7 +317,7 @@ def _start_serve(tmp_path: Path, name: str) -> tuple[subprocess.Popen, int, int,
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    engines = _children(process.pid)
+    engines = children(process.pid)
     assert len(engines) == 1, engines
     return process, port, engine_port, engines[0]
 
@@ -379,17 +350,17 @@ def test_the_engine_is_sealed_and_never_outlives_medtune_serve(tmp_path: Path) -
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-    assert _wait_gone(engine_pid), "SIGTERM to medtune serve left the engine running"
+    assert gone_within(engine_pid, 30), "SIGTERM to medtune serve left the engine running"
 
     process, port, _, engine_pid = _start_serve(tmp_path, "b")
     process.kill()
     process.wait(timeout=30)
-    assert _wait_gone(engine_pid), "SIGKILL of medtune serve left the engine running"
+    assert gone_within(engine_pid, 30), "SIGKILL of medtune serve left the engine running"
 
     process, port, _, engine_pid = _start_serve(tmp_path, "c")
     try:
         os.kill(engine_pid, signal.SIGKILL)
-        assert _wait_gone(engine_pid, 10)
+        assert gone_within(engine_pid, 10)
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 503
         failed = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
                             json={"messages": [{"role": "user", "content": "What is asthma?"}]})

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.procs import children, gone_within
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -98,28 +99,12 @@ def test_killing_medtune_ui_stops_its_streamlit(isolated_home: Path, how: signal
                                 stderr=subprocess.STDOUT)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", proc, 60)
-        streamlit = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
-                     if _parent_of(p) == proc.pid]
+        streamlit = children(proc.pid)
         assert len(streamlit) == 1
         proc.send_signal(how)
         proc.wait(timeout=30)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _running(streamlit[0]):
-            time.sleep(0.2)
-        assert not _running(streamlit[0]), f"Streamlit outlived medtune ui ({how.name})"
+        assert gone_within(streamlit[0], 20), f"Streamlit outlived medtune ui ({how.name})"
     finally:
         proc.kill()
 
 
-def _parent_of(stat: Path) -> int:
-    try:
-        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError):
-        return -1
-
-
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

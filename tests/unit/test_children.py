@@ -6,10 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from tests.procs import children, gone_within
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
 
@@ -21,40 +20,6 @@ child = [sys.executable, "-c", "import time; time.sleep(120)"]
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _children(pid: int, wait: float = 20) -> list[int]:
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(stat.parent.name))
-        if found:
-            return found
-        time.sleep(0.1)
-    return []
-
-
 def _parent(call: str, body: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", PARENT.format(call=call, body=body)])
 
@@ -63,11 +28,11 @@ def _parent(call: str, body: str) -> subprocess.Popen:
 def test_a_started_child_dies_with_its_parent(how: signal.Signals) -> None:
     parent = _parent("start_child", "start_child(child)\ntime.sleep(120)")
     try:
-        (child,) = _children(parent.pid)
+        (child,) = children(parent.pid, wait=20)
         assert os.getpgid(child) == child != os.getpgid(parent.pid)   # its own process group
         parent.send_signal(how)
         parent.wait(timeout=10)
-        assert _gone_within(child, 10), f"the child outlived its parent ({how.name})"
+        assert gone_within(child, 10), f"the child outlived its parent ({how.name})"
     finally:
         parent.kill()
 
@@ -75,10 +40,10 @@ def test_a_started_child_dies_with_its_parent(how: signal.Signals) -> None:
 def test_run_child_stops_the_child_on_sigterm_and_returns() -> None:
     parent = _parent("run_child", "print('code', run_child(child), flush=True)")
     try:
-        (child,) = _children(parent.pid)
+        (child,) = children(parent.pid, wait=20)
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=20) == 0
-        assert _gone_within(child, 5)
+        assert gone_within(child, 5)
     finally:
         parent.kill()
 
@@ -87,6 +52,6 @@ def test_stop_child_stops_the_whole_group() -> None:
     from medtune.children import start_child, stop_child
 
     shell = start_child(["bash", "-c", f"{sys.executable} -c 'import time; time.sleep(120)' & wait"])
-    (grandchild,) = _children(shell.pid)
+    (grandchild,) = children(shell.pid, wait=20)
     stop_child(shell, grace=5)
-    assert shell.poll() is not None and _gone_within(grandchild, 5)
+    assert shell.poll() is not None and gone_within(grandchild, 5)
