@@ -38,11 +38,20 @@ questions' token counts (context + single-token answer, unpadded) give the forwa
 (:func:`forward_flops`: 2 x in x out per token for every ``nn.Linear`` but the output head, attention scores and
 weighted sums, the head at the last position only); :func:`linear_gflops` measures the rate this CPU reaches on the
 model's own linear layers alone (no norms, rotary, softmax or framework overhead: an upper bound on what a forward
-pass can reach). ``seconds_at_linear_peak`` = work / that rate is a lower bound on any exact fp32 scorer's time, so
-``lmeval_seconds / seconds_at_linear_peak`` bounds the speed-up any such scorer can have over lm-eval here.
+pass can reach), the best of 256 to 2048 rows per call (a scorer that packs a batch into one row runs its layers
+on ~2,000 rows, where this CPU is fastest). ``seconds_at_linear_peak`` = work / that rate is a lower bound on any
+exact fp32 scorer's time, so ``lmeval_seconds / seconds_at_linear_peak`` bounds the speed-up any such scorer can
+have over lm-eval here, and ``medtune_fraction_of_roofline`` = ``seconds_at_linear_peak / medtune_seconds`` says
+how close medtune comes (per task too).
 
-Prints ONE JSON line; exits 1 when agreement < 0.99 on any task or |acc difference| > 0.5 points (the first
-disagreeing ids and both sides' log-likelihoods go to stderr).
+Agreement on the chosen option alone can hide a wrong scorer (SmolLM2-135M picks "A" on nearly every MedQA question
+in lm-eval's letter format, so any scorer with the same letter bias agrees), so the bench also compares the
+log-likelihoods themselves: ``max_abs_loglik_diff`` per task is the largest |medtune - lm-eval| over every option
+of every question, in nats.
+
+Prints ONE JSON line; exits 1 when agreement < 0.99 on any task, |acc difference| > 0.5 points, or any option's
+log-likelihood differs by more than 0.01 nats (the first disagreeing ids and both sides' log-likelihoods go to
+stderr).
 
 ``--lmeval-batch-size 1`` runs lm-eval at its own default batch size instead (what ``lm_eval --model hf`` does when
 no ``--batch_size`` is given), against medtune at ``--batch-size``: each tool as a user runs it by default. The JSON
@@ -73,6 +82,9 @@ HUB_KEYS = ("dataset_path", "dataset_name", "dataset_kwargs", "training_split", 
             "fewshot_split")
 MIN_AGREEMENT = 0.99
 MAX_ACC_DIFF_POINTS = 0.5
+MAX_LOGLIK_DIFF_NATS = 0.01
+#: rows per call at which the linear-layer rate is measured (the best is the roofline's rate).
+PEAK_ROWS = (256, 512, 1024, 2048)
 
 
 @dataclass
@@ -249,19 +261,30 @@ def question_lengths(task: str, examples: list[Any], tokenizer: Any) -> list[int
     return lengths
 
 
-def roofline(model_dir: str | Path, lengths: list[int], lmeval_seconds: float, medtune_seconds: float
+def roofline(model_dir: str | Path, lengths_by_task: dict[str, list[int]], per_task: dict[str, dict[str, Any]]
              ) -> dict[str, Any]:
-    """The work of scoring questions of ``lengths`` tokens, this CPU's linear-layer rate, and the bound it puts on
-    any exact fp32 scorer's speed-up over lm-eval (module docstring)."""
+    """The work of scoring each task's questions (their token ``lengths``), this CPU's linear-layer rate, the bound
+    it puts on any exact fp32 scorer's speed-up over lm-eval, and the fraction of it each side reaches (module
+    docstring). Adds ``medtune_fraction_of_roofline`` to each row of ``per_task``."""
     from medtune.models import load_causal_lm
 
     model = load_causal_lm(str(model_dir), dtype="float32")
+    lengths = [n for task_lengths in lengths_by_task.values() for n in task_lengths]
+    medtune_seconds = sum(row["medtune_seconds"] for row in per_task.values())
+    lmeval_seconds = sum(row["lmeval_seconds"] for row in per_task.values())
     work = forward_flops(model, lengths)
-    rate = max(linear_gflops(model, tokens) for tokens in (256, 512))
+    by_rows = {rows: linear_gflops(model, rows) for rows in PEAK_ROWS}
+    rate = max(by_rows.values())
     floor = work / rate / 1e9
+    for task, task_lengths in lengths_by_task.items():
+        task_floor = forward_flops(model, task_lengths) / rate / 1e9
+        per_task[task]["medtune_fraction_of_roofline"] = round(task_floor / per_task[task]["medtune_seconds"], 3)
     return {"tokens": sum(lengths), "gflop": round(work / 1e9, 1),
             "lmeval_gflop_all_position_logits": round(forward_flops(model, lengths, None) / 1e9, 1),
+            "linear_gflops_per_s_by_rows": {str(k): round(v, 1) for k, v in by_rows.items()},
             "linear_gflops_per_s": round(rate, 1), "seconds_at_linear_peak": round(floor, 1),
+            "medtune_fraction_of_roofline": round(floor / medtune_seconds, 3),
+            "lmeval_fraction_of_roofline": round(floor / lmeval_seconds, 3),
             "medtune_gflops_per_s": round(work / medtune_seconds / 1e9, 1),
             "lmeval_gflops_per_s": round(work / lmeval_seconds / 1e9, 1),
             "max_exact_fp32_speedup_over_lmeval": round(lmeval_seconds / floor, 2)}
@@ -273,7 +296,10 @@ def compare(ours: Side, theirs: Side) -> dict[str, Any]:
         raise RuntimeError(f"the two sides scored different questions: {len(ours.picked)} vs {len(theirs.picked)}")
     ids = list(ours.picked)  # medtune's order (the sample's original order)
     differing = [i for i in ids if ours.picked[i] != theirs.picked[i]]
+    gaps = [abs(a - b) for i in ids
+            for a, b in zip(ours.loglikelihoods[i], theirs.loglikelihoods[i], strict=True)]
     return {"n": len(ids), "agreement": round(1 - len(differing) / len(ids), 4),
+            "max_abs_loglik_diff": float(f"{max(gaps):.2g}"),
             "medtune_acc": round(ours.acc, 4), "lmeval_acc": round(theirs.acc, 4),
             "acc_diff_points": round(100 * (ours.acc - theirs.acc), 2),
             "medtune_seconds": round(ours.seconds, 1), "lmeval_seconds": round(theirs.seconds, 1),
@@ -282,9 +308,11 @@ def compare(ours: Side, theirs: Side) -> dict[str, Any]:
 
 
 def failed_tasks(per_task: dict[str, dict[str, Any]]) -> list[str]:
-    """Tasks whose agreement is below MIN_AGREEMENT or whose accuracies differ by more than MAX_ACC_DIFF_POINTS."""
+    """Tasks whose agreement is below MIN_AGREEMENT, whose accuracies differ by more than MAX_ACC_DIFF_POINTS, or
+    where some option's log-likelihood differs by more than MAX_LOGLIK_DIFF_NATS."""
     return [task for task, row in per_task.items()
-            if row["agreement"] < MIN_AGREEMENT or abs(row["acc_diff_points"]) > MAX_ACC_DIFF_POINTS]
+            if row["agreement"] < MIN_AGREEMENT or abs(row["acc_diff_points"]) > MAX_ACC_DIFF_POINTS
+            or row["max_abs_loglik_diff"] > MAX_LOGLIK_DIFF_NATS]
 
 
 def medtune_source() -> dict[str, Any]:
@@ -339,14 +367,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="medtune-bench-"))
     per_task: dict[str, dict[str, Any]] = {}
     details: list[str] = []
-    lengths: list[int] = []
+    lengths: dict[str, list[int]] = {}
     from medtune.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
     for number, task in enumerate(tasks):
         examples = sample_examples(REGISTRY[task].load(data_dir(), {}), args.limit, args.seed, task)
         configs = lmeval_configs(task_manager, task, examples, work / "docs" / task)
-        lengths += question_lengths(task, examples, tokenizer)
+        lengths[task] = question_lengths(task, examples, tokenizer)
         medtune_first = (number % 2 == 0) != args.reverse
         sides: dict[str, Side] = {}
         for side in ("medtune", "lmeval") if medtune_first else ("lmeval", "medtune"):
@@ -378,7 +406,7 @@ def main() -> int:
                   "lmeval_seconds": round(lmeval_seconds, 1), "medtune_cpu_seconds": round(cpu["medtune"], 1),
                   "lmeval_cpu_seconds": round(cpu["lmeval"], 1)},
         "speed_ratio": round(lmeval_seconds / medtune_seconds, 2),
-        "roofline": roofline(model_dir, lengths, lmeval_seconds, medtune_seconds),
+        "roofline": roofline(model_dir, lengths, per_task),
         "cpu_speed_ratio": round(cpu["lmeval"] / cpu["medtune"], 2),
         "seed": args.seed, "limit": args.limit, "batch_size": args.batch_size,
         "lmeval_batch_size": lmeval_batch_size, "torch_threads": torch.get_num_threads(),
@@ -387,8 +415,8 @@ def main() -> int:
         "ok": not failures, "failed": failures,
     }), flush=True)
     if failures:
-        print(f"FAILED {failures}: agreement < {MIN_AGREEMENT} or |acc diff| > {MAX_ACC_DIFF_POINTS} points",
-              file=sys.stderr)
+        print(f"FAILED {failures}: agreement < {MIN_AGREEMENT}, |acc diff| > {MAX_ACC_DIFF_POINTS} points or "
+              f"|log-likelihood diff| > {MAX_LOGLIK_DIFF_NATS} nats", file=sys.stderr)
         print("\n".join(details), file=sys.stderr)
         return 1
     return 0

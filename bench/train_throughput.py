@@ -11,7 +11,9 @@ Three setups train the same LoRA adapter on the same rows for the same number of
       ``bf16``: TRL turns it on by default, which a CPU without native bf16 emulates (~5.6 real tokens/s
       measured here by the earlier version of this bench), so (b) trains in fp32 like the others;
   medtune: ``medtune.train.trainer.train_recipe`` with the shipped CPU recipe (``smollm2-135m/demo``: padding-free
-      batches, answer-only loss, no gradient checkpointing).
+      batches, answer-only loss, no gradient checkpointing) and the device policy's choices, which its JSON records
+      (``medtune_setup``: batching, attention, loss head; on a CPU per-sequence SDPA over the padding-free row and
+      the output head at answer positions only, see :mod:`medtune.attention` and :mod:`medtune.train.answer_loss`).
 
 Shared by all three, from the demo recipe: SmolLM2-135M-Instruct in fp32, LoRA (r=16, alpha=32, all linear
 layers, same seed so the same initial adapter), batch 4, AdamW, learning rate 1e-3 with cosine decay and 5%
@@ -217,10 +219,11 @@ def train_medtune(recipe: Any, rows: list[dict], out: Path) -> dict[str, Any]:
             os.environ.pop("MEDTUNE_HOME", None)
         else:
             os.environ["MEDTUNE_HOME"] = previous
-    summary = run.summary_data()
+    summary, info = run.summary_data(), run.info()
     return {"seconds": summary["seconds"], "steps": summary["steps"], "lengths": counters[0].lengths,
             "positions": counters[0].positions, "tokens_seen": summary["tokens"],
-            "gradient_checkpointing": recipe.train.gradient_checkpointing, "adapter": run.adapter}
+            "gradient_checkpointing": recipe.train.gradient_checkpointing, "adapter": run.adapter,
+            "medtune_setup": {key: info.get(key) for key in ("batching", "attention", "loss_head")}}
 
 
 def validation_loss(model_dir: str, adapter: Path | None, examples: list[dict[str, list[int]]]) -> float:
@@ -306,8 +309,9 @@ def describe(result: dict[str, Any], val_loss: float, flops: float, peak: float 
             "achieved_gflops": round(flops / result["seconds"] / 1e9, 2)}
     if peak:
         line["mfu"] = round(flops / result["seconds"] / peak, 4)
-    if "trl_defaults" in result:
-        line["trl_defaults"] = result["trl_defaults"]
+    for key in ("trl_defaults", "medtune_setup"):  # what each setup ran with
+        if key in result:
+            line[key] = result[key]
     return line
 
 

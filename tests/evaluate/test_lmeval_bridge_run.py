@@ -70,6 +70,14 @@ def test_lmeval_side_chooses_what_medtune_chooses(tiny_model_dir: Path, shared_d
     assert worse["agreement"] == 0.8 and worse["first_disagreements"] == [examples[0].id]
     assert worse["acc_diff_points"] == pytest.approx(-20.0)
     assert bench.failed_tasks({"medqa": worse}) == ["medqa"]
+    assert row["max_abs_loglik_diff"] < 1e-4
+    # same choices, but one option's log-likelihood 0.05 nats off: the log-likelihood check alone fails it
+    shifted = {**theirs.loglikelihoods}
+    first = examples[0].id
+    shifted[first] = [v - 0.05 if i != theirs.picked[first] else v for i, v in enumerate(shifted[first])]
+    drift = bench.compare(ours, bench.Side(theirs.picked, shifted, theirs.acc, theirs.seconds))
+    assert drift["agreement"] == 1.0 and drift["max_abs_loglik_diff"] == pytest.approx(0.05, abs=1e-3)
+    assert bench.failed_tasks({"medqa": drift}) == ["medqa"]
 
 
 def test_forward_flops_match_torch_flop_counter(tiny_model_dir: Path) -> None:

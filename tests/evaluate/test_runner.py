@@ -20,8 +20,9 @@ FAST = EvalConfig(max_new_tokens=6, batch_size=8)
 class RiggedLM:
     """Wraps a causal LM so that the gold option of every known question gets near-certain logits.
 
-    It handles both scoring paths: whole ``context + option`` rows, and the shared-prefix path (a context pass,
-    then an option pass on the repeated KV cache).
+    It handles every scoring path: packed rows (sequences end to end, the head at kept indices), whole padded
+    ``context + option`` rows, and the shared-prefix path (a context pass, then an option pass on the repeated KV
+    cache).
     """
 
     def __init__(self, model: Any, gold: dict[tuple[int, ...], tuple[int, ...]]) -> None:
@@ -38,7 +39,9 @@ class RiggedLM:
     def get_base_model(self) -> Any:
         return self.model
 
-    def __call__(self, input_ids: Any, attention_mask: Any, logits_to_keep: int = 0, **kwargs: Any) -> Any:
+    def __call__(self, input_ids: Any, attention_mask: Any = None, logits_to_keep: Any = 0, **kwargs: Any) -> Any:
+        if "cu_seq_lens_q" in kwargs:
+            return self._packed(input_ids, logits_to_keep, **kwargs)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep, **kwargs)
         logits = out.logits.clone()
         rows, width, kept = input_ids.shape[0], input_ids.shape[1], logits.shape[1]
@@ -61,6 +64,24 @@ class RiggedLM:
                 if cont is not None and tokens == cont:
                     for pos in range(len(cont) - 1):
                         logits[row, pos, cont[pos + 1]] = 1e4
+        out.logits = logits
+        return out
+
+    def _packed(self, input_ids: Any, logits_to_keep: Any, **kwargs: Any) -> Any:
+        """Packed row: every kept index that predicts a gold token (next gold row token, or the first gold token
+        after a gold context) gets near-certain logits."""
+        out = self.model(input_ids=input_ids, logits_to_keep=logits_to_keep, **kwargs)
+        logits = out.logits.clone()
+        bounds = [int(b) for b in kwargs["cu_seq_lens_q"].tolist()]
+        kept = [int(k) for k in logits_to_keep.tolist()]
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            tokens = tuple(int(t) for t in input_ids[0, start:end])
+            cont = self.gold.get(tokens)
+            for column, index in enumerate(kept):
+                if start <= index < end - 1 and tokens in self.full:
+                    logits[0, column, int(input_ids[0, index + 1])] = 1e4
+                elif index == end - 1 and cont is not None:
+                    logits[0, column, cont[0]] = 1e4
         out.logits = logits
         return out
 
@@ -114,6 +135,32 @@ def test_batched_scores_match_one_by_one(tiny_loaded: tuple[Any, Any]) -> None:
     for a, b, c in zip(together, whole, alone, strict=True):
         assert a == pytest.approx(b, abs=1e-3) and b == pytest.approx(c, abs=1e-3)
     assert len(together[0]) == 3 and together[0][0] != together[0][1]
+
+
+def test_packed_rows_score_like_padded_batches(tiny_loaded: tuple[Any, Any], shared_data: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtune.attention import supports_packed_rows
+    from medtune.evaluate import multiple_choice
+    from medtune.evaluate.multiple_choice import ChoiceRequest, sample_examples, score_requests
+
+    model, tokenizer = tiny_loaded
+    task = TASKS["pubmedqa"]  # contexts of very different lengths: the padded batches carry real padding
+    examples = sample_examples(task.load(shared_data, {}), 6, 5, "pubmedqa")
+    letters = [ChoiceRequest(task.mc_prompt(e), task.continuations(e), task.choice_texts(e)) for e in examples]
+    words = [ChoiceRequest("Question: which is a fruit?\nAnswer:", [" apple", " a big red car"], ["apple", "car"]),
+             ChoiceRequest("Q: 2+2?\nAnswer:", [" 4", " five hundred and six"], ["4", "506"])]
+    assert supports_packed_rows(model, 4096)
+    before = model.config._attn_implementation
+    packed = [score_requests(model, tokenizer, letters, batch_size=4),
+              score_requests(model, tokenizer, words, batch_size=8, share_prefix=False)]
+    assert model.config._attn_implementation == before  # switched back after scoring
+    monkeypatch.setattr(multiple_choice, "supports_packed_rows", lambda *_: False)
+    padded = [score_requests(model, tokenizer, letters, batch_size=4),
+              score_requests(model, tokenizer, words, batch_size=8, share_prefix=False)]
+    for ours, theirs in zip(packed, padded, strict=True):
+        for a, b in zip(ours, theirs, strict=True):
+            assert a == pytest.approx(b, abs=1e-4)
+    assert len({round(v, 3) for row in packed[0] for v in row}) > 3  # real, distinct log-likelihoods
 
 
 def test_rigged_model_whole_sequence_path(tiny_loaded: tuple[Any, Any], shared_data: Path) -> None:

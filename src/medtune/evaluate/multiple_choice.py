@@ -9,6 +9,12 @@ By default the shared context is encoded once per question (``share_prefix``): o
 the KV cache, the cache rows are repeated per option, and one batched pass scores all option continuations. This
 gives the same log-likelihoods as scoring ``context + option`` whole (tested) at a fraction of the compute, since
 contexts are long and options short.
+
+On models whose attention goes through transformers' attention interface (every current decoder: Llama, Mistral,
+Qwen, SmolLM, ...), the sequences of a batch are **packed** into one row without padding: the linear layers see only
+real tokens, each sequence attends causally to itself alone (:func:`medtune.attention.packed_sdpa`), and the
+output head runs only at the scored positions (``logits_to_keep`` given as indices). Other models take the padded
+path; both give the same log-likelihoods (tested).
 """
 
 from __future__ import annotations
@@ -16,8 +22,14 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
+
+from medtune.attention import packed_attention, supports_packed_rows
+
+#: longest sequence scored (tokens kept from the end of context + continuation).
+MAX_SCORED_TOKENS = 4096
 
 
 @dataclass
@@ -56,7 +68,7 @@ def _score_batch(model: Any, pairs: list[tuple[list[int], list[int]]], pad_id: i
     """Summed log-probability of each continuation given its context (left padded, one forward pass)."""
     import torch
 
-    ids, mask = _left_pad([(ctx + cont)[-4096:] for ctx, cont in pairs], pad_id)
+    ids, mask = _left_pad([(ctx + cont)[-MAX_SCORED_TOKENS:] for ctx, cont in pairs], pad_id)
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     keep = max(len(cont) for _, cont in pairs) + 1
     device = next(model.parameters()).device
@@ -126,6 +138,54 @@ def _score_shared_prefix(model: Any, questions: list[list[tuple[list[int], list[
     return scores
 
 
+def _packed_logprobs(model: Any, sequences: list[list[int]], positions: list[list[int]]) -> list[Any]:
+    """Log-softmax rows at ``positions`` of each sequence, all sequences packed in one forward pass.
+
+    Must run inside :func:`packed_attention`. Returns one ``(len(positions[i]), vocab)`` tensor per sequence; the
+    output head is computed only at those positions.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    starts = [0]
+    for sequence in sequences:
+        starts.append(starts[-1] + len(sequence))
+    ids = torch.tensor([t for s in sequences for t in s], dtype=torch.long).unsqueeze(0)
+    position_ids = torch.cat([torch.arange(len(s)) for s in sequences]).unsqueeze(0)
+    bounds = torch.tensor(starts, dtype=torch.int32, device=device)
+    keep = torch.tensor([start + p for start, kept in zip(starts, positions, strict=False) for p in kept],
+                        dtype=torch.long, device=device)
+    longest = max(len(s) for s in sequences)
+    with torch.inference_mode():
+        out = model(input_ids=ids.to(device), position_ids=position_ids.to(device), cu_seq_lens_q=bounds,
+                    cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest, logits_to_keep=keep,
+                    use_cache=False)
+    logprobs = torch.log_softmax(out.logits[0].float(), dim=-1)
+    return list(torch.split(logprobs, [len(kept) for kept in positions]))
+
+
+def _score_packed(model: Any, questions: list[list[tuple[list[int], list[int]]]], share_prefix: bool
+                  ) -> list[float]:
+    """Summed continuation log-probabilities in one packed pass.
+
+    With ``share_prefix`` and single-token answers, one sequence per question (its context) scores every answer;
+    otherwise one sequence per option (context + continuation), the head at the continuation's positions.
+    """
+    if share_prefix and all(len(cont) == 1 for pairs in questions for _, cont in pairs):
+        contexts = [pairs[0][0][-MAX_SCORED_TOKENS:] for pairs in questions]
+        rows = _packed_logprobs(model, contexts, [[len(c) - 1] for c in contexts])
+        return [float(rows[q][0, cont[0]]) for q, pairs in enumerate(questions) for _, cont in pairs]
+    pairs = [pair for question in questions for pair in question]
+    sequences = [(ctx + cont)[-MAX_SCORED_TOKENS:] for ctx, cont in pairs]
+    positions = [list(range(len(s) - len(cont) - 1, len(s) - 1)) for s, (_, cont) in zip(sequences, pairs,
+                                                                                          strict=True)]
+    rows = _packed_logprobs(model, sequences, positions)
+    import torch
+
+    return [float(row.gather(1, torch.tensor(cont, device=row.device).unsqueeze(1)).sum())
+            for row, (_, cont) in zip(rows, pairs, strict=True)]
+
+
 def score_requests(model: Any, tokenizer: Any, requests: list[ChoiceRequest], batch_size: int = 8,
                    on_question: Callable[[int], None] | None = None, share_prefix: bool = True) -> list[list[float]]:
     """Log-likelihood of every option of every request; whole questions per batch (>= 1 question each).
@@ -133,28 +193,37 @@ def score_requests(model: Any, tokenizer: Any, requests: list[ChoiceRequest], ba
     ``batch_size`` counts sequences per forward pass: a question costs one per answer, or one in all when every
     answer is a single token (lm-eval's letter and yes/no/maybe formats: the context pass scores them all, as
     lm-eval's one-token-continuation shortcut does); ``share_prefix`` encodes each context once (see module doc).
+    Batches are packed without padding where the model allows (:func:`~medtune.attention.supports_packed_rows`),
+    except multi-token answers with a shared prefix, which keep the KV-cache path.
     """
     encoded = [[encode_pair(tokenizer, r.context, c) for c in r.continuations] for r in requests]
     order = sorted(range(len(requests)), key=lambda i: -max(len(a) + len(b) for a, b in encoded[i]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # a question whose answers are all one token costs one sequence (its context pass scores them all)
     cost = [1 if share_prefix and all(len(c) == 1 for _, c in pairs) else len(pairs) for pairs in encoded]
+    longest = max((len(a) + len(b) for pairs in encoded for a, b in pairs), default=0)
+    packed = supports_packed_rows(model, min(longest, MAX_SCORED_TOKENS))
+    # a multi-token question with a shared prefix keeps the KV-cache path (its context is encoded once)
+    multi_token = share_prefix and any(len(c) > 1 for pairs in encoded for _, c in pairs)
     results: list[list[float]] = [[] for _ in requests]
-    index = 0
-    while index < len(order):
-        group = [order[index]]
-        index += 1
-        while index < len(order) and sum(cost[i] for i in group) + cost[order[index]] <= batch_size:
-            group.append(order[index])
+    with packed_attention(model) if packed and not multi_token else nullcontext():
+        index = 0
+        while index < len(order):
+            group = [order[index]]
             index += 1
-        if share_prefix:
-            scores = _score_shared_prefix(model, [encoded[i] for i in group], pad_id)
-        else:
-            scores = _score_batch(model, [pair for i in group for pair in encoded[i]], pad_id)
-        for i in group:
-            results[i], scores = scores[:len(encoded[i])], scores[len(encoded[i]):]
-        if on_question is not None:
-            on_question(len(group))
+            while index < len(order) and sum(cost[i] for i in group) + cost[order[index]] <= batch_size:
+                group.append(order[index])
+                index += 1
+            if packed and not multi_token:
+                scores = _score_packed(model, [encoded[i] for i in group], share_prefix)
+            elif share_prefix:
+                scores = _score_shared_prefix(model, [encoded[i] for i in group], pad_id)
+            else:
+                scores = _score_batch(model, [pair for i in group for pair in encoded[i]], pad_id)
+            for i in group:
+                results[i], scores = scores[:len(encoded[i])], scores[len(encoded[i]):]
+            if on_question is not None:
+                on_question(len(group))
     return results
 
 

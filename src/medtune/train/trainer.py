@@ -156,8 +156,30 @@ def build_sft_config(
     )
 
 
-def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
-    """Load base model + tokenizer, prepare a quantized base for k-bit training and wrap it with LoRA."""
+def batching(recipe: Recipe) -> str:
+    """How training batches are laid out: ``packed`` (BFD rows of max_seq_length), ``padding-free`` (each batch's
+    examples end to end in one row) or ``padded`` (DPO's chosen/rejected batches)."""
+    if recipe.train.objective == "dpo":
+        return "padded"
+    return "packed" if recipe.train.packing else "padding-free" if recipe.train.padding_free else "padded"
+
+
+def training_attention(recipe: Recipe, cuda: bool) -> str | None:
+    """The attention implementation to train with: the recipe's ``model.attn_implementation`` when set; for rows
+    without padding, the device's variable-length attention (:func:`medtune.attention.packed_rows_attention`:
+    flash-attention 2 on CUDA when installed, else per-sequence SDPA); padded batches keep transformers' default."""
+    if recipe.model.attn_implementation:
+        return recipe.model.attn_implementation
+    if batching(recipe) == "padded":
+        return None
+    from medtune.attention import packed_rows_attention
+
+    return packed_rows_attention(cuda)
+
+
+def load_model_for_training(recipe: Recipe, cuda: bool = False) -> tuple[Any, Any]:
+    """Load base model + tokenizer (attention per :func:`training_attention`), prepare a quantized base for k-bit
+    training and wrap it with LoRA."""
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -172,7 +194,7 @@ def load_model_for_training(recipe: Recipe) -> tuple[Any, Any]:
         dtype=recipe.model.dtype,
         quantization=recipe.model.quantization,
         gguf_file=recipe.model.gguf_file,
-        attn_implementation=recipe.model.attn_implementation,
+        attn_implementation=training_attention(recipe, cuda),
         apply_adapter=False,
         trust_remote_code=trust,
     )
@@ -274,14 +296,19 @@ def train_recipe(
         with state.main_process_first():
             prepared = ensure_prepared(recipe)
         splits = load_splits(prepared)
-    model, tokenizer = load_model_for_training(recipe)
+    model, tokenizer = load_model_for_training(recipe, cuda)
     run = point.run if point else _shared_run_dir(state, recipe, tokenizer, prepared)
     trainer, stats = _build_trainer(recipe, run, model, tokenizer, splits, cuda)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if state.is_main_process:
         if point:
             truncate_metrics(run.metrics, point.step)
-        update_run_info(run, {"status": "running", "trainable_params": trainable, **session_marker()})
+        from medtune.train.answer_loss import loss_head
+
+        update_run_info(run, {"status": "running", "trainable_params": trainable, "batching": batching(recipe),
+                              "attention": model.config._attn_implementation,
+                              "loss_head": "trl-dpo" if recipe.train.objective == "dpo" else loss_head(cuda),
+                              **session_marker()})
     start = time.perf_counter()
     try:
         output = trainer.train(resume_from_checkpoint=str(point.checkpoint) if point else None)
@@ -313,6 +340,7 @@ def _build_trainer(
     from trl import SFTTrainer
 
     from medtune.prompts import end_of_turn_token
+    from medtune.train.answer_loss import AnswerHeadSFTTrainer, loss_head
     from medtune.train.callbacks import EpochEvalCallback, MetricsCallback, RichProgressCallback
     from medtune.train.dataset import tokenize_split
 
@@ -342,7 +370,8 @@ def _build_trainer(
     args = build_sft_config(recipe, run.root / CHECKPOINTS, max_steps=None, has_eval=val_ds is not None, cuda=cuda)
     if val_ds is not None and recipe.train.eval_steps:
         callbacks.append(EpochEvalCallback())
-    trainer = SFTTrainer(
+    trainer_class = AnswerHeadSFTTrainer if loss_head(cuda) == "answer-positions" else SFTTrainer
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=train_ds,
