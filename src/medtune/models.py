@@ -15,13 +15,14 @@ import hashlib
 import importlib.util
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from medtune.devices import plan_placement, require_bitsandbytes, require_cuda_for, resolve_dtype, torch_dtype
 from medtune.errors import UserError
 from medtune.paths import cache_dir
+from medtune.served_model import adapter_dir, is_adapter_dir, served_model
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +95,12 @@ def _gguf_cache_dir(gguf_path: Path, alias: str | None = None) -> Path:
     return cache_dir("models") / key
 
 
-def is_adapter_dir(path: Path) -> bool:
-    """True when ``path`` holds a PEFT adapter (directly or in ``adapter/`` of a run folder)."""
-    return (path / "adapter_config.json").is_file() or (path / "adapter" / "adapter_config.json").is_file()
-
-
-def adapter_dir(path: Path) -> Path:
-    """Return the folder with ``adapter_config.json`` inside a run folder or adapter folder."""
-    return path if (path / "adapter_config.json").is_file() else path / "adapter"
-
-
 def adapter_base_model(path: Path) -> str:
     """Return the base model name recorded by a run folder (``run.json``) or a PEFT adapter config."""
-    run_info = path / "run.json"
-    if run_info.is_file():
-        base = json.loads(run_info.read_text()).get("base_model")
-        if base:
-            return str(base)
-    config = json.loads((adapter_dir(path) / "adapter_config.json").read_text())
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise UserError(f"{path}: adapter has no base_model_name_or_path; pass the base model explicitly.")
-    return str(base)
+    record = served_model(path)
+    if record.adapter is None:  # a folder with its own config.json and an adapter: its adapter's base
+        record = replace(record, adapter=adapter_dir(path))
+    return record.base_model
 
 
 def base_and_adapter(model: str) -> tuple[str, Path | None]:
@@ -237,21 +222,12 @@ def quantization_config(quantization: str, compute_dtype: Any) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def _run_info(path: Path) -> dict[str, Any]:
-    """``run.json`` of a run folder as a dict (empty for other folders)."""
-    return dict(json.loads((path / "run.json").read_text())) if (path / "run.json").is_file() else {}
-
-
 def trained_precision(path: Path) -> tuple[str, str]:
     """Return ``(dtype, quantization)`` a run folder was trained in: run.json's ``dtype`` (when recorded) or
     the recipe's ``model.dtype`` (``auto`` when unknown), and run.json's ``quantization``. Adapter folders
     without run.json: ``("auto", "none")``."""
-    import yaml
-
-    info = _run_info(path)
-    recipe = yaml.safe_load((path / "recipe.yaml").read_text()) if (path / "recipe.yaml").is_file() else None
-    dtype = info.get("dtype") or ((recipe or {}).get("model") or {}).get("dtype") or "auto"
-    return str(dtype), str(info.get("quantization") or "none")
+    record = served_model(path)
+    return record.dtype, record.quantization
 
 
 def load_causal_lm(
@@ -284,15 +260,14 @@ def load_causal_lm(
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    path = Path(name).expanduser()
-    adapter: Path | None = None
+    record = served_model(name)
+    path, adapter = record.path, record.adapter
     trained_dtype, trained_quant = "auto", "none"
-    if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
-        adapter = adapter_dir(path)
-        trained_dtype, trained_quant = trained_precision(path)
-        gguf_file = gguf_file or _run_info(path).get("gguf_file")
-        trust_remote_code = trust_remote_code or bool(_run_info(path).get("trust_remote_code"))
-        name = adapter_base_model(path)
+    if adapter is not None:
+        trained_dtype, trained_quant = record.dtype, record.quantization
+        gguf_file = gguf_file or record.gguf_file
+        trust_remote_code = trust_remote_code or record.trust_remote_code
+        name = record.base_model
     source = str(resolve_model_path(name, gguf_file))
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from medtune.errors import UserError
+from medtune.served_model import served_model
 
 Message = dict[str, str]
 
@@ -62,38 +63,14 @@ def training_system_prompt(configured: str | None) -> str | None:
 def served_system_prompt(model: str | Any = None) -> str:
     """The system prompt every answer path sends for ``model``: the one a run folder trained with (its run.json
     ``system_prompt``), else the guard's. Runs trained without a system prompt are served with the guard's."""
-    import json
-    from pathlib import Path
-
-    run_json = Path(str(model)).expanduser() / "run.json" if model else None
-    trained = json.loads(run_json.read_text()).get("system_prompt") if run_json and run_json.is_file() else None
-    return served_prompt_for(trained)
+    return served_prompt_for(served_model(model).trained_system_prompt if model else None)
 
 
 def served_passage_header(model: str | Any = None) -> str:
     """The passage header (``data.grounded.passage_header``: ``question`` or ``topic``) a run folder's grounded
-    training prompts used, read from its data manifest, so ``--rag`` serves passages the way the run learned them;
-    ``question`` (the original format) for base models and runs trained without grounded data."""
-    import json
-    from pathlib import Path
-
-    from medtune.errors import UserError
-    from medtune.rag.grounding import PASSAGE_HEADERS
-
-    manifest = Path(str(model)).expanduser() / "data_manifest.json" if model else None
-    if manifest is None or not manifest.is_file():
-        return "question"
-    try:
-        recorded = json.loads(manifest.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{manifest}: not valid JSON ({error.msg}, line {error.lineno}); copy the prepared data's "
-                        "manifest.json over it.") from None
-    grounded = (recorded.get("grounded") if isinstance(recorded, dict) else None) or {}
-    header = str(grounded.get("passage_header") or "question")
-    if header not in PASSAGE_HEADERS:
-        raise UserError(f"{manifest}: grounded.passage_header is {header!r}; it must be one of "
-                        f"{', '.join(PASSAGE_HEADERS)}, the value the run was trained with.")
-    return header
+    training prompts used (:meth:`medtune.served_model.ServedModel.passage_header`), so ``--rag`` serves passages the
+    way the run learned them; ``question`` for base models and runs trained without grounded data."""
+    return served_model(model).passage_header() if model else "question"
 
 
 def served_prompt_for(trained: str | None) -> str:

@@ -67,19 +67,19 @@ def _run_context(model: str, prompt: str = "served", system_prompt: str | None =
     ``"training"``: the one the run's examples were rendered with (None = the template's default). An explicit
     ``system_prompt`` replaces either (``prompt`` is then recorded as ``custom``).
     """
-    from medtune.prompts import served_passage_header, served_system_prompt
+    from medtune.prompts import served_prompt_for
+    from medtune.served_model import served_model
 
-    run_json = Path(model).expanduser() / "run.json"
-    info = json.loads(run_json.read_text()) if run_json.is_file() else {}
-    served = served_system_prompt(model)
-    if prompt == "training" and not info:
+    record = served_model(model)
+    served = served_prompt_for(record.trained_system_prompt)
+    if prompt == "training" and record.run_dir is None:
         raise UserError(f"--prompt training needs a run folder (with run.json); {model} is not one. "
                         "Use --prompt served for a base model.")
-    chosen = served if prompt == "served" else info.get("system_prompt")
+    chosen = served if prompt == "served" else record.trained_system_prompt
     if system_prompt:
         prompt, chosen = "custom", system_prompt
-    return {"run_dir": run_json.parent if info else None, "style": info.get("prompt_style") or "chat-template",
-            "prompt": prompt, "system_prompt": chosen, "passage_header": served_passage_header(model)}
+    return {"run_dir": record.run_dir, "style": record.prompt_style, "prompt": prompt, "system_prompt": chosen,
+            "passage_header": record.passage_header()}
 
 
 def _grounded_format(context: dict[str, Any], rag: Any) -> dict[str, Any]:

@@ -28,7 +28,6 @@ continuation evaluated in one pass, log-softmax of each position's logits), and 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.errors import UserError
+from medtune.served_model import served_model
 
 #: Questions of the continuation check (the first N are used).
 CHECK_QUESTIONS = [
@@ -162,9 +162,8 @@ def held_out_pairs(source: Path, n: int) -> tuple[list[tuple[str, str]], str]:
     """``n`` (question, answer) pairs from the run's prepared test split (seeded sample), else the fallback."""
     from medtune.data.prepared import load_split_rows
 
-    run_json = source / "run.json"
-    prepared = json.loads(run_json.read_text()).get("prepared_dir") if run_json.is_file() else None
-    if prepared and (Path(prepared) / "test.jsonl").is_file():
+    prepared = served_model(source).prepared_dir
+    if prepared is not None and (prepared / "test.jsonl").is_file():
         rows = [r for r in load_split_rows(prepared, "test") if r.get("question") and r.get("answer")]
         if rows:
             chosen = random.Random(0).sample(rows, min(n, len(rows)))

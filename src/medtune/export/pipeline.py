@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.errors import UserError
+from medtune.runs import is_run_dir
 
 
 def _log(message: str) -> None:
@@ -38,7 +39,7 @@ def default_export_dir(source: str) -> Path:
     from medtune.paths import medtune_home
 
     path = Path(source).expanduser()
-    if (path / "run.json").is_file():
+    if is_run_dir(path):
         return path / "export"
     return medtune_home() / "exports" / re.sub(r"[^A-Za-z0-9._-]+", "-", path.name or source)
 

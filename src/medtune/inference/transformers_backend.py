@@ -6,22 +6,18 @@ The model is loaded through :func:`medtune.models.load_causal_lm`, so it follows
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from medtune.inference.base import GenerationSettings, Message, ModelInfo, repetition_penalty_kwargs
 from medtune.inference.streaming import cut_at_stop
+from medtune.served_model import served_model
 
 
 def _prompt_style(model: str) -> str:
     """Return the prompt style a run folder was trained with (``chat-template`` otherwise)."""
-    run_json = Path(model).expanduser() / "run.json"
-    if run_json.is_file():
-        return str(json.loads(run_json.read_text()).get("prompt_style") or "chat-template")
-    return "chat-template"
+    return served_model(model).prompt_style
 
 
 def generate_kwargs(settings: GenerationSettings, tokenizer: Any, prompt_length: int = 0) -> dict[str, Any]:

@@ -101,14 +101,15 @@ def model_facts(model: str) -> ModelFacts:
     from medtune.config import LoraConfig
     from medtune.export.pipeline import _resolve_source
     from medtune.models import adapter_base_model, adapter_dir, resolve_model_path
+    from medtune.served_model import served_model
     from medtune.train.planning import count_parameters, load_model_config
 
     source, is_adapter = _resolve_source(model)
     facts = ModelFacts(source, is_adapter, str(source))
     name, gguf_file, trust = str(source), None, False
     if is_adapter:
-        info = json.loads((source / "run.json").read_text()) if (source / "run.json").is_file() else {}
-        name, gguf_file, trust = adapter_base_model(source), info.get("gguf_file"), bool(info.get("trust_remote_code"))
+        record = served_model(source)
+        name, gguf_file, trust = adapter_base_model(source), record.gguf_file, record.trust_remote_code
         adapter = adapter_dir(source)
         rank, problem = adapter_lora_facts(adapter)
         tokenizer = source / "tokenizer"

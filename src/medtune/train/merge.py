@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.errors import UserError
-from medtune.runs import RunDir
+from medtune.runs import RunDir, is_run_dir
 
 #: Questions whose served prompts the merged and the adapter model are compared on.
 MERGE_CHECK_QUESTIONS = [
@@ -145,7 +145,7 @@ def merge_adapter(source: Path, out_dir: Path | None = None, dtype: str = "auto"
     _release_gpu_memory()
     _save_tokenizer(source, out)
     (out / "merge.json").write_text(json.dumps(report.to_dict(), indent=2))
-    if RunDir(source).run_json.is_file():
+    if is_run_dir(source):
         from medtune.train.trainer import update_run_info
 
         update_run_info(RunDir(source), {"merged_dir": str(out), "merge": report.to_dict()})

@@ -10,6 +10,7 @@ from typing import Any
 
 from medtune.errors import UserError
 from medtune.evaluate.tasks.base import FreeTextExample, require_file
+from medtune.served_model import served_model
 
 
 def is_prepared_dir(path: Path) -> bool:
@@ -23,10 +24,10 @@ def find_prepared_dir(context: dict[str, Any], task: str = "medquad-test") -> Pa
     if data is not None and is_prepared_dir(Path(data)):
         return Path(data)
     run = context.get("run_dir")
-    if run is not None and (Path(run) / "run.json").is_file():
-        prepared = json.loads((Path(run) / "run.json").read_text()).get("prepared_dir")
-        if prepared and is_prepared_dir(Path(prepared)):
-            return Path(prepared)
+    if run is not None:
+        prepared = served_model(run).prepared_dir
+        if prepared is not None and is_prepared_dir(prepared):
+            return prepared
     raise UserError(f"task {task} needs a prepared data folder: pass --data DIR (a `medtune prepare` output "
                     "with test.jsonl) or evaluate a run folder whose run.json names its prepared_dir.")
 
