@@ -30,13 +30,14 @@ def model_path(name: str = DEFAULT_MODEL) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_encoder(name: str = DEFAULT_MODEL, max_seq_length: int = MAX_SEQ_LENGTH) -> Any:
+def load_encoder(name: str = DEFAULT_MODEL, max_seq_length: int | None = MAX_SEQ_LENGTH) -> Any:
     """Load (once per process and length) the SentenceTransformer on CPU, truncating inputs to
-    ``max_seq_length`` tokens."""
+    ``max_seq_length`` tokens (None: the model's own limit, what evaluation metrics use)."""
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(model_path(name), device="cpu")
-    encoder.max_seq_length = max_seq_length
+    if max_seq_length is not None:
+        encoder.max_seq_length = max_seq_length
     return encoder
 
 

