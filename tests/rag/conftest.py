@@ -64,13 +64,13 @@ def medquad_slice(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
 def built_index(medquad_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> BuiltIndex:
     """The slice indexed as ``medquad`` (BM25 + Qdrant local) in its own MEDTUNE_HOME."""
     from medtune.rag.builder import build_index
-    from medtune.rag.sources import SourceSpec, iter_rows
+    from medtune.rag.sources import IndexSource, iter_rows
 
     home = tmp_path_factory.mktemp("rag_home")
     patch = pytest.MonkeyPatch()
     patch.setenv("MEDTUNE_HOME", str(home))
     try:
-        spec = SourceSpec("medquad", medquad_slice, f"medquad:{medquad_slice}")
+        spec = IndexSource("medquad", medquad_slice, f"medquad:{medquad_slice}")
         manifest = build_index([spec], "medquad", max_words=MAX_WORDS, progress=False)
     finally:
         patch.undo()

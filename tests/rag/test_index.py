@@ -21,7 +21,7 @@ from medtune.rag.grounding import (
     check_citations,
     format_citations,
 )
-from medtune.rag.sources import SourceSpec
+from medtune.rag.sources import IndexSource
 from medtune.rag.store import VectorStore
 
 pytestmark = pytest.mark.slow  # the session fixture embeds ~570 chunks with MiniLM on CPU
@@ -85,7 +85,7 @@ def test_off_topic_question_takes_the_no_evidence_path(index_home) -> None:
 
 
 def test_reindexing_the_same_sources_is_a_noop_and_builds_resume(index_home) -> None:
-    spec = SourceSpec("medquad", index_home.source, f"medquad:{index_home.source}")
+    spec = IndexSource("medquad", index_home.source, f"medquad:{index_home.source}")
     started = time.perf_counter()
     again = build_index([spec], "medquad", max_words=index_home.max_words, progress=False)
     assert again["skipped"] and again["key"] == index_home.manifest["key"]
@@ -97,7 +97,7 @@ def test_reindexing_the_same_sources_is_a_noop_and_builds_resume(index_home) -> 
 
 
 def test_a_second_index_over_the_same_passages_takes_its_vectors_from_the_cache(index_home) -> None:
-    spec = SourceSpec("medquad", index_home.source, f"medquad:{index_home.source}")
+    spec = IndexSource("medquad", index_home.source, f"medquad:{index_home.source}")
     copy = build_index([spec], "medquad-copy", max_words=index_home.max_words, progress=False)
     assert copy["embedded_this_run"] == 0 and copy["vectors_from_cache"] == copy["chunks"] == copy["vectors"]
     chunk_ids = [json.loads(line)["id"] for line in (index_dir("medquad").joinpath("chunks.jsonl")).open()][:5]
@@ -120,7 +120,7 @@ def test_embedding_cache_embeds_only_new_texts(tmp_path: Path) -> None:
 
 def test_exclude_prepared_test_and_pairs(shared_data: Path, tmp_path: Path, slice_extractor) -> None:
     source = slice_extractor(shared_data, tmp_path / "src", {"6_NINDS_QA": 3})
-    spec = SourceSpec("medquad", source, f"medquad:{source}")
+    spec = IndexSource("medquad", source, f"medquad:{source}")
     from medtune.rag.sources import iter_rows
 
     rows = list(iter_rows(spec))

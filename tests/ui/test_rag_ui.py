@@ -55,11 +55,11 @@ def rag_index(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Si
 
     from medtune.rag.builder import build_index
     from medtune.rag.chunking import make_title
-    from medtune.rag.sources import SourceSpec, iter_rows
+    from medtune.rag.sources import IndexSource, iter_rows
 
     source = extract_slice(shared_data, tmp_path_factory.mktemp("ui_rag_slice"), SLICE)
     home = tmp_path_factory.mktemp("ui_rag_home")
-    spec = SourceSpec("medquad", source, f"medquad:{source}")
+    spec = IndexSource("medquad", source, f"medquad:{source}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MEDTUNE_HOME", str(home))
         manifest = build_index([spec], "medquad", max_words=400, progress=False)

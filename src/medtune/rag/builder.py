@@ -21,7 +21,7 @@ from medtune.errors import UserError
 from medtune.paths import medtune_home
 from medtune.rag.bm25 import BM25Index
 from medtune.rag.chunking import DEFAULT_MAX_WORDS, DEFAULT_OVERLAP, Chunk, answer_key, chunk_rows
-from medtune.rag.sources import SourceSpec, iter_rows, parse_source, prepared_split_rows
+from medtune.rag.sources import IndexSource, iter_rows, parse_source, prepared_split_rows
 from medtune.rag.store import VectorStore
 
 
@@ -63,7 +63,7 @@ def _excluded_answers(folder: Path | None) -> set[str]:
     return {answer_key(row["answer"]) for row in prepared_split_rows(folder, "test")}
 
 
-def build_index(sources: Iterable[str | SourceSpec], name: str = "medquad", *, qdrant_url: str | None = None,
+def build_index(sources: Iterable[str | IndexSource], name: str = "medquad", *, qdrant_url: str | None = None,
                 exclude_prepared_test: Path | None = None, exclude_pairs: Iterable[str] = (),
                 max_words: int = DEFAULT_MAX_WORDS, overlap: int = DEFAULT_OVERLAP,
                 encoder: str = dense.DEFAULT_MODEL, batch_size: int = 64, force: bool = False,
@@ -78,13 +78,13 @@ def build_index(sources: Iterable[str | SourceSpec], name: str = "medquad", *, q
         row_filter: keep only rows it accepts (describe it in ``filter_tag``, part of the build key).
     """
     started = time.perf_counter()
-    specs = [s if isinstance(s, SourceSpec) else parse_source(s) for s in sources]
+    specs = [s if isinstance(s, IndexSource) else parse_source(s) for s in sources]
     if not specs:
         raise UserError("medtune index build: give at least one source, e.g. medquad:medquad/MedQuAD_xml.tar.gz")
     excluded_pairs = sorted(set(exclude_pairs))
     settings = {"max_words": max_words, "overlap": overlap, "encoder": encoder, "qdrant_url": qdrant_url,
                 "exclude_prepared_test": str(exclude_prepared_test) if exclude_prepared_test else None,
-                "exclude_prepared_test_sha256": SourceSpec("prepared", exclude_prepared_test, "").sha256()
+                "exclude_prepared_test_sha256": IndexSource("prepared", exclude_prepared_test, "").sha256()
                 if exclude_prepared_test else None,
                 "excluded_pairs_sha256": hashlib.sha256("\n".join(excluded_pairs).encode()).hexdigest(),
                 "filter": filter_tag}

@@ -23,8 +23,9 @@ SPLITS = ("train", "validation", "test")
 
 
 @dataclass
-class SourceSpec:
-    """A parsed ``SOURCES`` argument of ``medtune index build``."""
+class IndexSource:
+    """A parsed ``SOURCES`` argument of ``medtune index build``: a raw dataset (a recipe's
+    :class:`medtune.config.SourceSpec`, read by the data loaders) or a prepared folder."""
 
     kind: str   # a data-registry kind (medquad, meadow, csv, ...) or "prepared"
     path: Path
@@ -46,16 +47,17 @@ class SourceSpec:
         return digest.hexdigest()
 
 
-def parse_source(text: str) -> SourceSpec:
-    """Parse ``KIND:PATH`` (a data-registry kind) or a prepared folder (``manifest.json``); else UserError."""
-    from medtune.data.sources import LOADERS
+def parse_source(text: str) -> IndexSource:
+    """Parse ``KIND:PATH`` (a data-registry kind, as ``prepare --source`` parses it) or a prepared folder
+    (``manifest.json``); else UserError."""
+    from medtune.data.sources import LOADERS, parse_source_arg
 
-    kind, _, rest = text.partition(":")
-    if rest and kind in LOADERS:
-        return SourceSpec(kind, resolve_data_path(rest), text)
+    if text.partition(":")[0] in LOADERS:
+        spec = parse_source_arg(text)
+        return IndexSource(spec.kind, resolve_data_path(spec.path), text)
     path = resolve_data_path(text)
     if path.is_dir() and (path / "manifest.json").is_file():
-        return SourceSpec("prepared", path, text)
+        return IndexSource("prepared", path, text)
     raise UserError(f"{text}: unknown source; use KIND:PATH with KIND one of {', '.join(LOADERS)} "
                     "(e.g. medquad:medquad/MedQuAD_xml.tar.gz) or a folder written by `medtune prepare`.")
 
@@ -89,7 +91,7 @@ def prepared_split_rows(folder: Path, split: str) -> Iterator[dict[str, Any]]:
                 yield row
 
 
-def iter_rows(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+def iter_rows(spec: IndexSource) -> Iterator[dict[str, Any]]:
     """All answered rows of a source (every split of a prepared folder), with unique pair ids.
 
     A few MedQuAD question ids repeat inside a document; the second one becomes ``<id>~2`` and so on.
@@ -102,16 +104,16 @@ def iter_rows(spec: SourceSpec) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _rows(spec: SourceSpec) -> Iterator[dict[str, Any]]:
+def _rows(spec: IndexSource) -> Iterator[dict[str, Any]]:
     """Answered rows of a source, as read."""
     if spec.kind == "prepared":
         for split in SPLITS:
             yield from prepared_split_rows(spec.path, split)
         return
-    from medtune.config import SourceSpec as DataSourceSpec
+    from medtune.config import SourceSpec
     from medtune.data.sources import load_source
 
-    loaded = load_source(DataSourceSpec(kind=spec.kind, path=str(spec.path)))
+    loaded = load_source(SourceSpec(kind=spec.kind, path=str(spec.path)))
     for number, row in enumerate(loaded.rows):
         if str(row.get("answer") or "").strip() and str(row.get("question") or "").strip():
             yield _normalise(row, spec.kind, number)
