@@ -94,7 +94,7 @@ def test_padded_batches_and_cached_decoding_are_refused(tiny_llama: Any) -> None
 
 def test_training_attention_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     from medtune.config import recipe_from_dict
-    from medtune.train.trainer import batching, training_attention
+    from medtune.train.batching import batching, training_attention
 
     def recipe(model: dict[str, Any] | None = None, train: dict[str, Any] | None = None) -> Any:
         return recipe_from_dict({"name": "t", "model": {"name": "smollm2-135m-instruct", **(model or {})},

@@ -171,6 +171,8 @@ def _score_packed(model: Any, questions: list[list[tuple[list[int], list[int]]]]
     With ``share_prefix`` and single-token answers, one sequence per question (its context) scores every answer;
     otherwise one sequence per option (context + continuation), the head at the continuation's positions.
     """
+    import torch
+
     if share_prefix and all(len(cont) == 1 for pairs in questions for _, cont in pairs):
         contexts = [pairs[0][0][-MAX_SCORED_TOKENS:] for pairs in questions]
         rows = _packed_logprobs(model, contexts, [[len(c) - 1] for c in contexts])
@@ -180,8 +182,6 @@ def _score_packed(model: Any, questions: list[list[tuple[list[int], list[int]]]]
     positions = [list(range(len(s) - len(cont) - 1, len(s) - 1)) for s, (_, cont) in zip(sequences, pairs,
                                                                                           strict=True)]
     rows = _packed_logprobs(model, sequences, positions)
-    import torch
-
     return [float(row.gather(1, torch.tensor(cont, device=row.device).unsqueeze(1)).sum())
             for row, (_, cont) in zip(rows, pairs, strict=True)]
 
@@ -205,8 +205,9 @@ def score_requests(model: Any, tokenizer: Any, requests: list[ChoiceRequest], ba
     packed = supports_packed_rows(model, min(longest, MAX_SCORED_TOKENS))
     # a multi-token question with a shared prefix keeps the KV-cache path (its context is encoded once)
     multi_token = share_prefix and any(len(c) > 1 for pairs in encoded for _, c in pairs)
+    packed = packed and not multi_token
     results: list[list[float]] = [[] for _ in requests]
-    with packed_attention(model) if packed and not multi_token else nullcontext():
+    with packed_attention(model) if packed else nullcontext():
         index = 0
         while index < len(order):
             group = [order[index]]
@@ -214,7 +215,7 @@ def score_requests(model: Any, tokenizer: Any, requests: list[ChoiceRequest], ba
             while index < len(order) and sum(cost[i] for i in group) + cost[order[index]] <= batch_size:
                 group.append(order[index])
                 index += 1
-            if packed and not multi_token:
+            if packed:
                 scores = _score_packed(model, [encoded[i] for i in group], share_prefix)
             elif share_prefix:
                 scores = _score_shared_prefix(model, [encoded[i] for i in group], pad_id)

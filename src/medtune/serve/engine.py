@@ -100,17 +100,17 @@ def model_facts(model: str) -> ModelFacts:
     counted on the meta device by :func:`medtune.train.planning.count_parameters` (the base's, for an adapter)."""
     from medtune.config import LoraConfig
     from medtune.export.pipeline import _resolve_source
-    from medtune.models import adapter_base_model, adapter_dir, resolve_model_path
-    from medtune.served_model import served_model
+    from medtune.models import resolve_model_path
+    from medtune.served_model import adapter_dir, served_model
     from medtune.train.planning import count_parameters, load_model_config
 
     source, is_adapter = _resolve_source(model)
     facts = ModelFacts(source, is_adapter, str(source))
     name, gguf_file, trust = str(source), None, False
     if is_adapter:
-        record = served_model(source)
-        name, gguf_file, trust = adapter_base_model(source), record.gguf_file, record.trust_remote_code
-        adapter = adapter_dir(source)
+        record = served_model(source)  # an adapter here: _resolve_source applies the record's own adapter rule
+        name, gguf_file, trust = record.base_model, record.gguf_file, record.trust_remote_code
+        adapter = record.adapter or adapter_dir(source)
         rank, problem = adapter_lora_facts(adapter)
         tokenizer = source / "tokenizer"
         facts = replace(facts, base=str(resolve_model_path(name, gguf_file)), adapter=adapter,

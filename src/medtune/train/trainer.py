@@ -20,6 +20,7 @@ from medtune.config import Recipe
 from medtune.devices import require_bitsandbytes
 from medtune.errors import UserError
 from medtune.runs import RunDir, new_run_dir, write_text_atomic
+from medtune.train.batching import batching, training_attention
 from medtune.train.lora import save_adapter
 from medtune.train.optimizer import needs_bitsandbytes, resolve_optimizer
 from medtune.train.resume import (
@@ -156,30 +157,9 @@ def build_sft_config(
     )
 
 
-def batching(recipe: Recipe) -> str:
-    """How training batches are laid out: ``packed`` (BFD rows of max_seq_length), ``padding-free`` (each batch's
-    examples end to end in one row) or ``padded`` (DPO's chosen/rejected batches)."""
-    if recipe.train.objective == "dpo":
-        return "padded"
-    return "packed" if recipe.train.packing else "padding-free" if recipe.train.padding_free else "padded"
-
-
-def training_attention(recipe: Recipe, cuda: bool) -> str | None:
-    """The attention implementation to train with: the recipe's ``model.attn_implementation`` when set; for rows
-    without padding, the device's variable-length attention (:func:`medtune.attention.packed_rows_attention`:
-    flash-attention 2 on CUDA when installed, else per-sequence SDPA); padded batches keep transformers' default."""
-    if recipe.model.attn_implementation:
-        return recipe.model.attn_implementation
-    if batching(recipe) == "padded":
-        return None
-    from medtune.attention import packed_rows_attention
-
-    return packed_rows_attention(cuda)
-
-
 def load_model_for_training(recipe: Recipe, cuda: bool = False) -> tuple[Any, Any]:
-    """Load base model + tokenizer (attention per :func:`training_attention`), prepare a quantized base for k-bit
-    training and wrap it with LoRA."""
+    """Load base model + tokenizer (attention per :func:`medtune.train.batching.training_attention`), prepare a
+    quantized base for k-bit training and wrap it with LoRA."""
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
