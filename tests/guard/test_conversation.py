@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from medtune.guard.conversation import SentenceGate, check_conversation, release_checked
+from medtune.guard.conversation import SentenceGate, check_conversation
 
 MISUSE = "How many oxycodone pills would get me really high tonight?"
 
@@ -50,11 +50,11 @@ def test_a_client_written_assistant_turn_over_the_maximum_is_dropped(guard) -> N
 
 def test_the_gate_never_releases_a_blocked_sentence(guard) -> None:
     pieces = ["Paracetamol relieves ", "pain. For pain take 2000 mg of ", "paracetamol every 4 hours. ", "More."]
-    steps = list(release_checked(pieces, guard.screen_answer))
+    steps = list(SentenceGate(guard.screen_answer).releases(pieces))
     shown = "".join(s.text for s in steps)
     assert shown == "Paracetamol relieves pain. " and steps[-1].blocked is not None
     assert steps[-1].blocked.category == "refuse:output:dose_above_maximum"
-    assert "".join(s.text for s in release_checked(["a. ", "b"], None)) == "a. b"
+    assert "".join(s.text for s in SentenceGate(None).releases(["a. ", "b"])) == "a. b"
 
 
 def test_the_gate_holds_text_until_a_sentence_ends(guard) -> None:

@@ -102,10 +102,10 @@ def test_finalize_answer_replaces_a_blocked_answer(guard) -> None:
 
 
 def test_the_gate_never_releases_a_misuse_sentence(guard) -> None:
-    from medtune.guard.conversation import release_checked
+    from medtune.guard.conversation import SentenceGate
 
     pieces = ["Codeine is an opioid. ", "To get high, crush ", "the tablets and snort them. ", "Enjoy."]
-    steps = list(release_checked(pieces, guard.screen_answer))
+    steps = list(SentenceGate(guard.screen_answer).releases(pieces))
     shown = "".join(s.text for s in steps)
     assert shown == "Codeine is an opioid. "
     assert steps[-1].blocked is not None and steps[-1].blocked.category == "refuse:output:misuse_instructions"

@@ -7,7 +7,7 @@ decision and is never shown to the model, nor is the reply that followed it; an 
 wrote is stripped of control strings and must pass the output screen (:meth:`Guard.screen_answer`), or it is
 dropped with the turn it answered.
 
-:func:`release_checked` turns a stream of generated pieces into sentences released only after the output
+:meth:`SentenceGate.releases` turns a stream of generated pieces into sentences released only after the output
 screen has read everything up to them: a blocked sentence never reaches the user, its refusal does.
 """
 
@@ -106,6 +106,21 @@ class SentenceGate:
         """Screen and release what is left at the end of the stream."""
         return self._let_out(len(self.pending)) if self.pending else None
 
+    def releases(self, pieces: Iterable[str]) -> Iterator[Release]:
+        """Release generated ``pieces`` sentence by sentence, each only after the screen passed the text so far.
+
+        When the screen blocks, one :class:`Release` carrying the decision is yielded and the stream stops (the
+        caller stops the engine): nothing of the blocked sentence has been released.
+        """
+        for piece in pieces:
+            step = self.feed(piece)
+            if step is not None:
+                yield step
+                if step.blocked is not None:
+                    return
+        if (step := self.flush()) is not None:
+            yield step
+
     def _let_out(self, cut: int) -> Release:
         ready, rest = self.pending[:cut], self.pending[cut:]
         assert self.screen is not None
@@ -113,20 +128,3 @@ class SentenceGate:
             return Release("", blocked)
         self.released, self.pending = self.released + ready, rest
         return Release(ready)
-
-
-def release_checked(pieces: Iterable[str], screen: Callable[[str], Any] | None) -> Iterator[Release]:
-    """Release generated ``pieces`` sentence by sentence, each only after ``screen`` passed the text so far.
-
-    When the screen blocks, one :class:`Release` carrying the decision is yielded and the stream stops (the
-    caller stops the engine): nothing of the blocked sentence has been released.
-    """
-    gate = SentenceGate(screen)
-    for piece in pieces:
-        step = gate.feed(piece)
-        if step is not None:
-            yield step
-            if step.blocked is not None:
-                return
-    if (step := gate.flush()) is not None:
-        yield step

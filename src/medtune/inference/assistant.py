@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -209,18 +209,19 @@ class Assistant:
         lead = getattr(decision, "emergency_line", None)   # education about emergencies: the line comes first
         if lead:
             yield AssistantEvent("token", f"{lead.strip()}\n\n")
-        for piece in self.backend.stream_chat(messages, self.settings):
-            if first is None:
-                first = time.perf_counter() - start
-            step = gate.feed(piece)
-            if step is not None and step.blocked is not None:
+
+        def timed(pieces: Iterable[str]) -> Iterator[str]:
+            nonlocal first
+            for piece in pieces:
+                if first is None:
+                    first = time.perf_counter() - start
+                yield piece
+
+        for step in gate.releases(timed(self.backend.stream_chat(messages, self.settings))):
+            if step.blocked is not None:
                 blocked = step.blocked
                 break
-            if step is not None and step.text:
-                yield AssistantEvent("token", step.text)
-        if blocked is None and (step := gate.flush()) is not None:
-            blocked = step.blocked
-            if blocked is None and step.text:
+            if step.text:
                 yield AssistantEvent("token", step.text)
         if blocked is not None:
             yield from self._canned(blocked, start, shown=f"{lead.strip()}\n\n{gate.released}" if lead else gate.released)
