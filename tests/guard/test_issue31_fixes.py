@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from medtune.guard.guard import sentence_windows
+from medtune.guard.followups import sentence_windows
 from medtune.guard.language import english_share, foreign_emergency, without_fillers
 from medtune.guard.normalise import decode_embedded, fold_confusables, normalise, remove_ignorable
 

@@ -23,6 +23,15 @@ from typing import Literal
 from medtune.guard import rules
 from medtune.guard.config import GuardConfig, default_guard_config, load_guard_config
 from medtune.guard.doses import check_max_doses, find_doses
+from medtune.guard.followups import (
+    CONTEXT_WORDS,
+    FOLLOW_UP_CONTENT_WORDS,
+    FOLLOW_UP_CONTEXT_WORDS,
+    FOLLOW_UP_WORDS,
+    content_words,
+    continues,
+    sentence_windows,
+)
 from medtune.guard.language import LanguageCheck, foreign_emergency, language_name
 from medtune.guard.moderators import build_moderators
 from medtune.guard.normalise import normalise
@@ -33,33 +42,6 @@ _REFUSE_LABELS = {"self_harm": "self-harm", "harm_others": "harming someone", "l
                   "misuse": "misuse"}
 
 Action = Literal["answer", "emergency", "refuse", "defer"]
-#: Short follow-ups ("what should I do?") after an earlier red flag keep the referral: at most this many words.
-FOLLOW_UP_WORDS = 25
-#: A message of at most this many words and at most FOLLOW_UP_CONTENT_WORDS content words after earlier user
-#: turns ("go on", "and with beers on top?") is read together with them: a classifier trained on single
-#: questions cannot read a follow-up alone. A short message with more content ("Different question: what are
-#: the symptoms of type 2 diabetes?") stands on its own.
-FOLLOW_UP_CONTEXT_WORDS = 12
-FOLLOW_UP_CONTENT_WORDS = 3
-#: Words that steer a conversation rather than say what it is about (besides English stop words).
-#: A follow-up with 2..FOLLOW_UP_CONTENT_WORDS content words continues the conversation only when it says so: it
-#: opens with a continuation word ("and", "what about", "ok so") or refers back ("it", "them", "that one");
-#: "How much ibuprofen can I take for back pain?" after a refused question stands on its own.
-CONTINUATION_OPENERS = frozenset(["and", "also", "plus", "but", "or", "so", "then", "now", "what", "how", "about", "with", "ok", "okay", "and?", "well"])
-BACK_REFERENCES = frozenset(["it", "its", "it's", "them", "they", "those", "these", "that", "this", "one", "ones", "same", "more"])
-CONVERSATION_WORDS = frozenset(["ok", "okay", "yes", "yeah", "yep", "sure", "thanks", "thank", "please", "pls", "continue", "go", "going", "keep", "tell", "explain", "say", "give", "number", "step", "steps", "details", "detail", "simpler", "simply", "again",
-                                "hello", "hi", "hey", "morning", "evening", "cheers", "bye", "goodbye", "hmm", "ah", "oh",
-                                "wow", "cool", "great", "nice", "alright", "got", "understand", "understood", "reply",
-                                "answer", "mean", "meant", "just", "bit", "little", "lot", "quick", "quickly"])
-#: A message longer than this many words is also read in sentence windows of at most WINDOW_WORDS words (the
-#: classifier reads 64 tokens, about 45 words); at most MAX_WINDOWS windows, the last ones. One (the end of the
-#: message) was chosen on training prompts behind a 150-word benign preamble: every window blocked 83% of benign
-#: ones (small talk read alone), the last one 38% (none: 33%), and it kept 60/60 risk prompts (none: 48/60).
-WINDOW_MIN_WORDS = 45
-WINDOW_WORDS = 40
-MAX_WINDOWS = 1
-#: How much of the earlier turns is read with a follow-up (the classifier reads 64 tokens).
-CONTEXT_WORDS = 40
 
 
 @dataclass
@@ -102,55 +84,6 @@ class _Signals:
     kind: str | None
     scores: dict[str, float]
     rule_hits: dict[str, rules.RuleHit]
-
-
-def content_words(text: str) -> list[str]:
-    """The words of ``text`` that say what it is about: not English stop words, not conversation steering."""
-    import re
-
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return [w for w in re.findall(r"[^\W\d_]+", text.casefold())
-            if w not in ENGLISH_STOP_WORDS and w not in CONVERSATION_WORDS]
-
-
-def sentence_windows(text: str) -> list[str]:
-    """Windows of consecutive sentences of at most WINDOW_WORDS words each (the last one ends the message),
-    for a message longer than WINDOW_MIN_WORDS; empty for a shorter one.
-
-    The classifier reads the first 64 tokens: a long benign preamble would otherwise hide the request at the end.
-    """
-    import re
-
-    if len(text.split()) <= WINDOW_MIN_WORDS:
-        return []
-    sentences = [s.strip() for s in re.split(r"(?<=[.?!;])\s+|\n+", text) if s.strip()]
-    windows: list[str] = []
-    current: list[str] = []
-    for sentence in sentences:
-        if current and len(" ".join([*current, sentence]).split()) > WINDOW_WORDS:
-            windows.append(" ".join(current))
-            current = []
-        current.append(sentence)
-    if current:
-        windows.append(" ".join(current))
-    tail = " ".join(text.split()[-WINDOW_WORDS:])
-    if tail not in windows:
-        windows.append(tail)
-    return windows[-MAX_WINDOWS:]
-
-
-def _continues(text: str) -> bool:
-    """True when a short message reads as a continuation: at most one content word, or it opens with a
-    continuation word ("and", "what about ...") or refers back to something said ("it", "them", "that")."""
-    import re
-
-    if len(content_words(text)) <= 1:
-        return True
-    words = re.findall(r"[^\W\d_]+(?:'[a-z]+)?", text.casefold())
-    opens = words[:1] == ["what"] and words[1:2] == ["about"] or words[:1] == ["how"] and words[1:2] == ["about"] \
-        or bool(words) and words[0] in CONTINUATION_OPENERS - {"what", "how"}
-    return opens or any(w in BACK_REFERENCES for w in words)
 
 
 def _emergency_kind(sig: _Signals) -> str:
@@ -349,7 +282,7 @@ class Guard:
         are kept: the joined text contains it); the sanitized text and the sanitizer's findings stay its own.
         """
         if not history or not sig.text or sig.sanitized_away or len(sig.text.split()) > FOLLOW_UP_CONTEXT_WORDS or \
-                len(content_words(sig.text)) > FOLLOW_UP_CONTENT_WORDS or not _continues(sig.text):
+                len(content_words(sig.text)) > FOLLOW_UP_CONTENT_WORDS or not continues(sig.text):
             return False
         earlier: list[str] = []
         for message in reversed(history):
