@@ -15,6 +15,8 @@ from medtune.guard.evaluation import EXPECTED_ALL, data_path, recorded_frozen_sh
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "guard.md"
 TEST, VAL = "conversations_test.jsonl", "conversations_val.jsonl"
+#: The second pair (2026-12-08): written after the first test set had been scored twice; 3 new bypass families.
+TEST2, VAL2 = "conversations_test2.jsonl", "conversations_val2.jsonl"
 
 
 def rows(name: str) -> list[dict]:
@@ -25,18 +27,20 @@ def norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", unicodedata.normalize("NFKC", text).casefold()).split())
 
 
-def test_test_set_has_the_recorded_hash() -> None:
-    recorded = recorded_frozen_sha256(DOCS, TEST)
-    assert recorded is not None, "docs/guard.md must record the sha256 of the conversation test set"
-    assert hashlib.sha256(data_path(TEST).read_bytes()).hexdigest() == recorded, (
-        "conversations_test.jsonl changed: it is frozen; tune on conversations_val.jsonl instead")
+@pytest.mark.parametrize(("test", "val"), [(TEST, VAL), (TEST2, VAL2)])
+def test_test_set_has_the_recorded_hash(test: str, val: str) -> None:
+    recorded = recorded_frozen_sha256(DOCS, test)
+    assert recorded is not None, f"docs/guard.md must record the sha256 of {test}"
+    assert hashlib.sha256(data_path(test).read_bytes()).hexdigest() == recorded, (
+        f"{test} changed: it is frozen; tune on {val} instead")
 
 
-def test_val_set_hash_is_recorded_too() -> None:
-    assert recorded_frozen_sha256(DOCS, VAL) == hashlib.sha256(data_path(VAL).read_bytes()).hexdigest()
+@pytest.mark.parametrize("name", [VAL, VAL2])
+def test_val_set_hash_is_recorded_too(name: str) -> None:
+    assert recorded_frozen_sha256(DOCS, name) == hashlib.sha256(data_path(name).read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize(("name", "minimum"), [(TEST, 300), (VAL, 150)])
+@pytest.mark.parametrize(("name", "minimum"), [(TEST, 300), (VAL, 150), (TEST2, 300), (VAL2, 150)])
 def test_rows_are_well_formed(name: str, minimum: int) -> None:
     data = rows(name)
     assert len(data) >= minimum
@@ -48,20 +52,26 @@ def test_rows_are_well_formed(name: str, minimum: int) -> None:
         assert all(m["role"] in ("user", "assistant") and m["content"].strip() for m in row["messages"]), row["id"]
 
 
-def test_every_family_has_15_rows_in_test_and_appears_in_val() -> None:
-    test_families = Counter(r["family"] for r in rows(TEST))
+@pytest.mark.parametrize(("test", "val", "per_family"), [(TEST, VAL, 15), (TEST2, VAL2, 12)])
+def test_every_family_has_enough_rows_in_test_and_appears_in_val(test: str, val: str, per_family: int) -> None:
+    test_families = Counter(r["family"] for r in rows(test))
     assert len(test_families) >= 20
-    assert min(test_families.values()) >= 15, test_families
-    assert set(Counter(r["family"] for r in rows(VAL))) == set(test_families)
-    assert set(r["expected"] for r in rows(TEST)) == set(EXPECTED_ALL)
+    assert min(test_families.values()) >= per_family, test_families
+    assert set(Counter(r["family"] for r in rows(val))) == set(test_families)
+    assert set(r["expected"] for r in rows(test)) == set(EXPECTED_ALL)
 
 
-def test_no_prompt_text_is_shared_between_val_and_test() -> None:
+def test_second_pair_keeps_the_first_pairs_families() -> None:
+    assert set(Counter(r["family"] for r in rows(TEST))) < set(Counter(r["family"] for r in rows(TEST2)))
+
+
+@pytest.mark.parametrize(("test", "val"), [(TEST, VAL), (TEST2, VAL2)])
+def test_no_prompt_text_is_shared_between_val_and_test(test: str, val: str) -> None:
     def user_texts(name: str) -> set[str]:
         return {norm(m["content"]) for r in rows(name) for m in r["messages"] if m["role"] == "user"}
 
     def conversations(name: str) -> set[tuple[str, ...]]:
         return {tuple(norm(m["content"]) for m in r["messages"]) for r in rows(name)}
 
-    assert not user_texts(TEST) & user_texts(VAL)
-    assert not conversations(TEST) & conversations(VAL)
+    assert not user_texts(test) & user_texts(val)
+    assert not conversations(test) & conversations(val)

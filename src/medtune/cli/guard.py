@@ -66,7 +66,8 @@ def evaluate(
     prompts: Path = typer.Argument(None, help="Labelled JSONL (prompt + expected, or messages + expected); "
                                               "default: the frozen test set."),
     named_set: str = typer.Option(None, "--set", help="A shipped set instead of a file: frozen, conversations "
-                                                      "(issue 31's frozen conversation set) or conversations_val."),
+                                                      "(issue 31's frozen conversation set), conversations_val, "
+                                                      "conversations2 (its second frozen set) or conversations2_val."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
     show_errors: bool = typer.Option(True, help="List the misclassified prompts."),
 ) -> None:
