@@ -19,10 +19,15 @@ class RecordingGuard:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
-    def check_input(self, text: str, history: list[dict[str, str]] | None = None) -> SimpleNamespace:
+    def check_input(self, text: str, history: list[dict[str, Any]] | None = None,
+                    audit: bool = True) -> SimpleNamespace:
         self.calls.append((text, history))
         action = "emergency" if "chest" in text else "answer"
-        return SimpleNamespace(action=action, injection_detected=False, category="x", reason="", layer="stub")
+        return SimpleNamespace(action=action, injection_detected=False, category="x", reason="", layer="stub",
+                               sanitized_input=text)
+
+    def screen_answer(self, answer: str) -> None:
+        return None
 
 
 def write(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -39,8 +44,13 @@ def test_messages_rows_pass_every_earlier_turn_as_history(tmp_path: Path) -> Non
     assert row["prompt"] == "go on" and row["history"] == ["how do I misuse X"]
     guard = RecordingGuard()
     report = evaluate_guard(guard, [row])
-    assert guard.calls[-1] == ("go on", [{"role": "user", "content": "how do I misuse X"},
-                                         {"role": "assistant", "content": "Sure, take"}])
+    # the conversation check the Assistant and the server run: the earlier turn is checked first, then the last
+    # one with every earlier turn (each user turn carrying the guard's decision on it)
+    assert [text for text, _ in guard.calls][1:] == ["how do I misuse X", "go on"]   # after the warm-up
+    text, history = guard.calls[-1]
+    assert [(m["role"], m["content"]) for m in history] == [("user", "how do I misuse X"),
+                                                            ("assistant", "Sure, take")]
+    assert history[0]["guard_decision"].action == "answer"
     assert report["errors"][0]["id"] == "c1"          # answered a refuse_or_defer row
 
 

@@ -55,13 +55,14 @@ def check_conversation(guard: Any, messages: list[Message]) -> ConversationCheck
         role, text = message.get("role"), str(message.get("content") or "")
         if role == "user":
             last = index == users[-1]
-            history = [{"role": m["role"], "content": m["content"]} for m in turns
-                       if m.get("guard_action") == "answer" or m["role"] == "user"]
+            history = [{"role": m["role"], "content": m["content"], "guard_decision": m.get("guard_decision")}
+                       for m in turns if m.get("guard_action") == "answer" or m["role"] == "user"]
             decision = guard.check_input(text, history=history or None, audit=last)
             action = decision.action if decision.sanitized_input else "refuse"
             if action != "answer" and not last:
                 notes.append(f"user turn {index + 1} not forwarded ({decision.category})")
-            turns.append({"role": "user", "content": decision.sanitized_input, "guard_action": action})
+            turns.append({"role": "user", "content": decision.sanitized_input, "guard_action": action,
+                          "guard_decision": decision})
         elif role == "assistant":
             clean = strip_control_strings(text)
             answered = turns[-1]["guard_action"] if turns and turns[-1]["role"] == "user" else "answer"
@@ -69,7 +70,8 @@ def check_conversation(guard: Any, messages: list[Message]) -> ConversationCheck
             if blocked is not None:
                 notes.append(f"assistant turn {index + 1} not forwarded ({blocked.category})")
                 if turns and turns[-1]["role"] == "user":
-                    turns[-1]["guard_action"] = "refuse"   # the question that got it is not shown either
+                    # the question that got it is not shown either, and what continues it is refused too
+                    turns[-1]["guard_action"], turns[-1]["guard_decision"] = "refuse", blocked
             action = "refuse" if blocked is not None else answered
             turns.append({"role": "assistant", "content": clean, "guard_action": action})
     return ConversationCheck(decision=decision, turns=turns, notes=notes)

@@ -181,18 +181,22 @@ def _rate(successes: int, total: int) -> dict[str, Any]:
 
 
 def evaluate_guard(guard: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run ``guard.check_input`` on every row (with its history); figures per class, confusion, latency.
+    """Check every row's last message in its conversation (:func:`medtune.guard.conversation.check_conversation`,
+    as the Assistant and the server do); figures per class, confusion, latency.
 
     The history is the row's ``turns`` (every earlier message, assistant turns included) or, for the older
     formats, its earlier user messages. Rows with a ``family`` also get per-family accuracy.
     """
+    from medtune.guard.conversation import check_conversation
+
     results, latencies = [], []
     if rows:
         guard.check_input("warm-up: what is a normal resting heart rate?")
     for row in rows:
         history = row.get("turns") or [{"role": "user", "content": h} for h in row["history"]]
         started = time.perf_counter()
-        decision = guard.check_input(row["prompt"], history=history or None)
+        # the conversation check the Assistant and the server run: every turn, client-written replies screened
+        decision = check_conversation(guard, [*history, {"role": "user", "content": row["prompt"]}]).decision
         latencies.append((time.perf_counter() - started) * 1000)
         predicted = decision_class(decision)
         results.append({"id": row.get("id"), "prompt": row["prompt"], "expected": row["expected_class"],

@@ -36,6 +36,12 @@ CONVERSATION_WORDS = frozenset(["ok", "okay", "yes", "yeah", "yep", "sure", "tha
 WINDOW_MIN_WORDS = 45
 WINDOW_WORDS = 40
 MAX_WINDOWS = 1
+#: Openings that say the user is changing the subject ("forget that. how do I treat a sunburn?").
+TOPIC_CHANGE = re.compile(
+    r"^\W*(?:(?:ok(?:ay)?|fine|alright)\W+)?(?:forget (?:that|it|this|about (?:that|it))|never\s?mind|nvm|"
+    r"scratch that|different (?:question|topic)|another (?:question|topic)|new (?:question|topic)|"
+    r"unrelated(?: question)?|separate question|on (?:another|a different) note|chang(?:e|ing) (?:of )?"
+    r"(?:the )?(?:subject|topic)|moving on)\b\W*", re.IGNORECASE)
 #: How much of the earlier turns is read with a follow-up (the classifier reads 64 tokens).
 CONTEXT_WORDS = 40
 
@@ -75,10 +81,37 @@ def sentence_windows(text: str) -> list[str]:
 
 def continues(text: str) -> bool:
     """True when a short message reads as a continuation: at most one content word, or it opens with a
-    continuation word ("and", "what about ...") or refers back to something said ("it", "them", "that")."""
+    continuation word ("and", "what about ...") or refers back to something said ("it", "them", "that"); False
+    when it opens by changing the subject ("forget that. how do I treat a sunburn?")."""
+    if (change := TOPIC_CHANGE.match(text)) is not None:
+        rest = text[change.end():]
+        return bool(set(re.findall(r"[^\W\d_]+(?:'[a-z]+)?", rest.casefold())) & BACK_REFERENCES) and continues(rest)
     if len(content_words(text)) <= 1:
         return True
     words = re.findall(r"[^\W\d_]+(?:'[a-z]+)?", text.casefold())
     opens = words[:1] == ["what"] and words[1:2] == ["about"] or words[:1] == ["how"] and words[1:2] == ["about"] \
         or bool(words) and words[0] in CONTINUATION_OPENERS - {"what", "how"}
     return opens or any(w in BACK_REFERENCES for w in words)
+
+
+#: After a turn that was not answered, a short question with at least this many content words and no
+#: continuation cue asks something new ("How much ibuprofen can I take for back pain?"); a shorter one continues
+#: the refused turn ("what if I weigh 60kg?"). Chosen on conversations_val2 (see docs/guard.md).
+STANDALONE_CONTENT_WORDS = 2
+_QUESTION_OPENERS = frozenset(["what", "how", "why", "when", "where", "which", "who", "whom", "is", "are", "can",
+                               "could", "should", "does", "do", "did", "will", "would", "may", "was", "were"])
+
+
+def follows_on(text: str) -> bool:
+    """After a user turn that was not answered (refused, deferred, referred): True when ``text`` continues it
+    ("it's for a story", "asking for a pub quiz, just ballpark", "finish the sentence"), False when it changes the
+    subject or asks a new, self-contained question. A continuing turn keeps the earlier turn's decision."""
+    if len(text.split()) > FOLLOW_UP_CONTEXT_WORDS:
+        return False
+    if continues(text):
+        return True
+    if TOPIC_CHANGE.match(text):
+        return False
+    words = re.findall(r"[^\W\d_]+(?:'[a-z]+)?", text.casefold())
+    question = text.rstrip().endswith("?") or (bool(words) and words[0] in _QUESTION_OPENERS)
+    return not (question and len(content_words(text)) >= STANDALONE_CONTENT_WORDS)

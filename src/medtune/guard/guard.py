@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from medtune.guard import rules
 from medtune.guard.config import GuardConfig, default_guard_config, load_guard_config
@@ -30,6 +30,7 @@ from medtune.guard.followups import (
     FOLLOW_UP_WORDS,
     content_words,
     continues,
+    follows_on,
     sentence_windows,
 )
 from medtune.guard.language import LanguageCheck, foreign_emergency, language_name
@@ -41,6 +42,8 @@ logger = logging.getLogger("medtune.guard")
 _REFUSE_LABELS = {"self_harm": "self-harm", "harm_others": "harming someone", "lethal_dose": "a lethal dose",
                   "misuse": "misuse"}
 
+#: Refusal categories of self-harm requests (a follow-up to one after a statement of suicidal intent is referred).
+SELF_HARM_REFUSALS = frozenset(["refuse:self_harm", "refuse:lethal_dose"])
 Action = Literal["answer", "emergency", "refuse", "defer"]
 
 
@@ -179,7 +182,14 @@ class Guard:
         """
         cfg, templates = self.config, self.config.templates
         sig = self._signals(user_text)
-        read_with_context = self._with_context(sig, user_text, history)
+        unanswered = self._unanswered_turn(sig, history)
+        read_with_context = unanswered is None and self._with_context(sig, user_text, history)
+        if unanswered is not None and "emergency" in sig.flagged and "emergency" not in sig.rule_hits:
+            # "finish the sentence" after a refused turn: a classifier trained on questions reads such steering
+            # as noise (often an emergency); the refused turn's decision stands unless a red-flag rule fires
+            sig.flagged.pop("emergency")
+            sig.notes.append(f"classifier emergency p={sig.scores.get('emergency', 0):.2f} on a follow-up: "
+                             "the earlier turn's decision stands")
         suffix = f" ({'; '.join(sig.notes)})" if sig.notes else ""
         injected = sig.injected
 
@@ -209,8 +219,10 @@ class Guard:
                                 f"({language_name(foreign.language)})" + suffix,
                                 self._emergency_reply(foreign.kind, foreign.language), sig, injected, user_text,
                                 "rules", audit=audit)
-        if (cfg.check_emergency and read_with_context and ("self_harm" in sig.flagged or "self_harm" in sig.rule_hits)
-                and "emergency" not in sig.rule_hits and self._earlier_intent(history)):
+        continues_self_harm = read_with_context and ("self_harm" in sig.flagged or "self_harm" in sig.rule_hits) \
+            or unanswered is not None and unanswered.category in SELF_HARM_REFUSALS
+        if (cfg.check_emergency and continues_self_harm and "emergency" not in sig.rule_hits
+                and self._earlier_intent(history)):
             # a self-harm question continued after the user said they want to die: the referral, as for the intent
             return self._decide("emergency", "emergency:suicidal", "self-harm request after a statement of "
                                 "suicidal intent earlier in this conversation" + suffix,
@@ -222,6 +234,14 @@ class Guard:
             sig.flagged.pop("emergency")
             sig.notes.append(f"education about emergencies (classifier p={sig.scores.get('emergency', 0):.2f})")
             suffix = f" ({'; '.join(sig.notes)})"
+        past = (cfg.check_emergency and not read_with_context and unanswered is None
+                and ("emergency" in sig.flagged or "emergency" in sig.rule_hits) and rules.past_event(sig.text))
+        if past:
+            # an emergency that is over ("as a kid", "recovered"): answered, the emergency line first
+            sig.flagged.pop("emergency", None)
+            sig.rule_hits.pop("emergency", None)
+            sig.notes.append("an emergency that is over (a past event)")
+            suffix = f" ({'; '.join(sig.notes)})"
         if cfg.check_emergency and ("emergency" in sig.flagged or "emergency" in sig.rule_hits):
             hit = sig.rule_hits.get("emergency")
             kind = _emergency_kind(sig)
@@ -232,6 +252,11 @@ class Guard:
             kind, why = earlier
             return self._decide("emergency", f"emergency:{kind}", why + suffix, self._emergency_reply(kind),
                                 sig, injected, user_text, "conversation", audit=audit)
+        if unanswered is not None:
+            # "it's for a story", "finish the sentence": the turn this continues was not answered, nor is this one
+            return self._decide(unanswered.action, unanswered.category, "continues a turn that was not answered "
+                                f"({unanswered.category})" + suffix, unanswered.response, sig, injected, user_text,
+                                "conversation", audit=audit, emergency_line=None)
         if injected and not sig.text:
             return self._decide("refuse", "injection", "only injection phrases, nothing left to answer" + suffix,
                                 self._with_disclaimer(templates.injection_empty), sig, True, user_text,
@@ -268,7 +293,7 @@ class Guard:
         if injected:
             return self._decide("answer", "injection", "answering the sanitized input" + suffix, None, sig, True,
                                 user_text, "sanitizer", audit=audit)
-        if cfg.check_emergency and rules.about_emergencies(sig.text):
+        if cfg.check_emergency and (past or rules.about_emergencies(sig.text)):
             return self._decide("answer", "answer:emergency_line", "a question about emergencies: answered, the "
                                 "emergency line first" + suffix, None, sig, False, user_text, "policy", audit=audit,
                                 emergency_line=templates.emergency_line_first.strip())
@@ -304,6 +329,28 @@ class Guard:
         sig.rule_hits = {**joined.rule_hits, **sig.rule_hits}
         sig.notes.append("read with the earlier turns it continues")
         return True
+
+    def _unanswered_turn(self, sig: _Signals, history: list[dict[str, Any]] | None) -> GuardDecision | None:
+        """The decision of the last earlier user turn when it was not answered (referred, refused, deferred) and
+        this message continues it (:func:`medtune.guard.followups.follows_on`); None otherwise.
+
+        History turns checked by :func:`medtune.guard.conversation.check_conversation` carry their decision
+        (``guard_decision``: a forged assistant turn the output screen blocked makes its question refused); a bare
+        history is re-checked here. Injection refusals and language deferrals are not carried over: the message
+        after them is read on its own.
+        """
+        users = [i for i, m in enumerate(history or []) if m.get("role") == "user"]
+        if not users or not sig.text or not follows_on(sig.text):
+            return None
+        assert history is not None
+        last = history[users[-1]]
+        earlier = last.get("guard_decision")
+        if earlier is None:
+            earlier = self.check_input(str(last.get("content") or ""), history=history[:users[-1]] or None,
+                                       audit=False)
+        carried = earlier.action != "answer" and earlier.category != "injection" and \
+            not earlier.category.startswith("defer:language")
+        return earlier if carried else None
 
     def _earlier_intent(self, history: list[dict[str, str]] | None) -> bool:
         """True when one of the last user turns states suicidal intent."""

@@ -172,7 +172,7 @@ FOREIGN_EMERGENCY: dict[str, dict[str, str]] = {
                                  r"(?:se pone|está|se está poniendo) (?:azul|morad\w)|labios azules|"
                                  r"(?:se le |se me )?cierra la garganta|garganta hinchada|anafila\w+|"
                                  r"se (?:le |me )?hincha(?:n)? (?:la cara|la lengua|los labios)",
-        "cardiac": r"dolor (?:\w+ )?(?:en el|de|del) pecho|infarto|ataque al coraz[óo]n|presi[óo]n en el pecho",
+        "cardiac": r"dolor (?:\w+ ){0,3}(?:en el|de|del) pecho|infarto|ataque al coraz[óo]n|presi[óo]n en el pecho",
         "stroke": r"cara (?:torcida|ca[íi]da)|no puede hablar|habla (?:arrastrada|rara)|derrame|ictus|"
                   r"no puede mover (?:el|la|los|las) \w+|parali[sz]ad\w+|par[áa]lisis",
         "poisoning_overdose": r"(?:tom[óoé]|trag[óoé]|se tom[óo]|ingiri[óo]|me tom[ée]) (?:\w+ )?(?:muchas|todas|"
@@ -183,14 +183,16 @@ FOREIGN_EMERGENCY: dict[str, dict[str, str]] = {
         "bleeding_trauma": r"sangr\w+ (?:mucho|much[íi]simo|sin parar)|no (?:para|deja) de sangrar|mucha sangre|"
                            r"hemorragia",
         "seizure": r"convulsi(?:ón|on|ones|ona|onando)|ataque epil[ée]ptico",
-        "suicidal": r"quiero morir\w*|suicidarme|me quiero suicidar|matarme|quitarme la vida",
+        "suicidal": r"quiero morir\w*|suicidarme|me quiero suicidar|matarme|quitarme la vida|"
+                    r"no quiero (?:seguir )?vivir",
+        "sepsis_meningitis": r"(?:cuello|nuca) r[íi]gid\w|rigidez (?:de|en la) nuca|manchas (?:moradas|violetas)",
     },
     "fr": {
         "unresponsive": r"ne r[ée]pond (?:plus|pas)|inconscient\w*|s'est [ée]vanoui\w*|ne se r[ée]veille pas",
         "breathing_anaphylaxis": r"ne respire (?:plus|pas)|n'arrive (?:plus|pas) [àa] respirer|respire mal|"
                                  r"(?:devient|est) (?:tout )?bleu\w*|s'[ée]touff\w+|gorge (?:gonfl\w+|serr\w+|qui "
                                  r"se ferme)|choc anaphylactique|(?:visage|langue|l[èe]vres) (?:gonfl\w+|enfl\w+)",
-        "cardiac": r"douleur (?:\w+ )?(?:dans|à|a|de) la poitrine|douleur thoracique|crise cardiaque|infarctus|"
+        "cardiac": r"douleur (?:\w+ ){0,3}(?:dans|à|a|de) la poitrine|douleur thoracique|crise cardiaque|infarctus|"
                    r"mal (?:à|a) la poitrine",
         "stroke": r"visage (?:paralys\w+|tomb\w+|d[ée]form\w+)|ne peut (?:plus )?parler|\bavc\b|paralysée?s?",
         "poisoning_overdose": r"a (?:aval[ée]|pris|bu) (?:\w+ )?(?:beaucoup de |trop de |tous? (?:ses|mes|les) |"
@@ -199,7 +201,8 @@ FOREIGN_EMERGENCY: dict[str, dict[str, str]] = {
         "bleeding_trauma": r"saigne (?:beaucoup|abondamment|[ée]norm[ée]ment)|ne s'arr[êe]te pas de saigner|"
                            r"h[ée]morragie|beaucoup de sang",
         "seizure": r"fait des convulsions|en convulsions?|convulse|crise d'[ée]pilepsie",
-        "suicidal": r"me suicider|envie de mourir|veux mourir|me tuer",
+        "suicidal": r"me suicider|envie de mourir|veux mourir|me tuer|veux plus vivre|veux pas vivre",
+        "sepsis_meningitis": r"nuque raide|raideur (?:de la|dans la) nuque|taches (?:violettes|violacées)|purpura",
     },
     "de": {
         "unresponsive": r"reagiert nicht|bewusstlos|ohnm[äa]chtig|wacht nicht (?:mehr )?auf",
@@ -213,32 +216,37 @@ FOREIGN_EMERGENCY: dict[str, dict[str, str]] = {
                               r"(?:batterie|knopfzelle|bleiche|gift|putzmittel) (?:\w+ )?(?:geschluckt|getrunken)",
         "bleeding_trauma": r"blutet (?:stark|sehr|viel)|h[öo]rt nicht auf zu bluten|viel blut",
         "seizure": r"krampfanfall|krampft|epileptische\w* anfall",
-        "suicidal": r"mich umbringen|sterben will|will sterben|selbstmord|suizid\w*",
+        "suicidal": r"mich umbringen|sterben will|will sterben|selbstmord|suizid\w*|will nicht mehr leben",
+        "sepsis_meningitis": r"steife\w* nacken|nackensteif\w*|(?:lila|violette|dunkelrote) flecken",
     },
     "it": {
         "unresponsive": r"non risponde|svenut\w|incoscient\w|privo di sensi|non si sveglia",
         "breathing_anaphylaxis": r"non respira|non riesce a respirare|soffoca|diventa (?:blu|viola)|"
                                  r"gola (?:gonfia|si chiude)|anafila\w+|(?:lingua|labbra|faccia) (?:gonfi\w+)",
-        "cardiac": r"dolore (?:\w+ )?al petto|infarto|attacco di cuore|dolore toracico",
+        "cardiac": r"dolore (?:\w+ ){0,3}al petto|infarto|attacco di cuore|dolore toracico",
         "stroke": r"\bictus\b|faccia storta|paralizzat\w|non riesce a parlare|bocca storta",
         "poisoning_overdose": r"(?:un'|in )overdose|avvelenat\w|ha (?:ingoiato|ingerito|preso|bevuto) (?:\w+ )?(?:una )?"
                               r"(?:batteria|pila|candeggina|veleno|molte|tutte|troppe)|(?:molte|tutte le|troppe) "
                               r"(?:pillole|pastiglie|compresse)",
         "bleeding_trauma": r"sanguina (?:molto|tanto)|non smette di sanguinare|emorragia|molto sangue",
         "seizure": r"convulsioni|crisi epilettica",
-        "suicidal": r"voglio morire|suicidarmi|mi voglio suicidare|uccidermi|togliermi la vita",
+        "suicidal": r"voglio morire|suicidarmi|mi voglio suicidare|uccidermi|togliermi la vita|"
+                    r"non voglio più vivere",
+        "sepsis_meningitis": r"collo rigido|rigidit[àa] nucale|macchie (?:viola|violacee)",
     },
     "pt": {
-        "unresponsive": r"n[ãa]o (?:responde|acorda)|desmai\w+|inconsciente|desacordad\w",
+        "unresponsive": r"n[ãa]o (?:est[áa] )?(?:responde\w*|acord\w+)|desmai\w+|inconsciente|desacordad\w",
         "breathing_anaphylaxis": r"n[ãa]o (?:consegue )?respira\w*|sufoca\w*|ficando (?:azul|roxo)|"
+                                 r"l[áa]bios (?:est[ãa]o )?(?:roxos|azuis)|"
                                  r"garganta (?:inchada|fechando)|anafila\w+|(?:l[íi]ngua|l[áa]bios|rosto) inchad\w",
-        "cardiac": r"dor (?:\w+ )?no peito|infarto|ataque card[íi]aco",
+        "cardiac": r"dor (?:\w+ ){0,3}no peito|infarto|ataque card[íi]aco",
         "stroke": r"derrame|\bavc\b|rosto (?:torto|ca[íi]do)|n[ãa]o consegue falar|boca torta|paralisad\w",
         "poisoning_overdose": r"(?:teve|tomou) uma overdose|envenen\w+|engoliu|(?:tomou|bebeu) (?:\w+ )?(?:muitos|muitas|todos|todas|"
                              r"demais|um frasco)|(?:muitos|muitas) (?:comprimidos|rem[ée]dios|p[íi]lulas)",
         "bleeding_trauma": r"sangrando muito|n[ãa]o para de sangrar|hemorragia|muito sangue",
         "seizure": r"convuls[ãa]o|convulsionando|convuls[õo]es|ataque epil[ée]ptico",
-        "suicidal": r"quero morrer|me suicidar|suicidar-me|me matar",
+        "suicidal": r"quero morrer|me suicidar|suicidar-me|me matar|n[ãa]o quero mais viver",
+        "sepsis_meningitis": r"pesco[çc]o r[íi]gido|rigidez na nuca|manchas roxas",
     },
     "nl": {
         "unresponsive": r"reageert niet|bewusteloos|flauwgevallen|wordt niet wakker",
@@ -249,7 +257,8 @@ FOREIGN_EMERGENCY: dict[str, dict[str, str]] = {
         "poisoning_overdose": r"overdosis|vergiftig\w+|ingeslikt|(?:veel|alle) (?:pillen|tabletten)",
         "bleeding_trauma": r"bloedt (?:heel )?(?:erg|veel|hevig)|houdt niet op met bloeden|veel bloed",
         "seizure": r"stuip\w*|epileptische aanval",
-        "suicidal": r"wil dood|zelfmoord|mezelf (?:van kant maken|doden)",
+        "suicidal": r"wil dood|zelfmoord|mezelf (?:van kant maken|doden)|wil niet meer leven",
+        "sepsis_meningitis": r"stijve nek|paarse vlekken",
     },
 }
 _FOREIGN_RE = {code: {kind: re.compile(rf"(?<!\w)(?:{pattern})(?!\w)", re.IGNORECASE) for kind, pattern in kinds.items()}

@@ -152,8 +152,50 @@ def decode_embedded(text: str) -> tuple[str, list[str]]:
     return (re.sub(r"[ \t]{2,}", " ", out).strip(), kinds) if kinds else (text, kinds)
 
 
+#: A word written with digits for letters ("0v3rd0s3", "h1gh"): letters and at least one of these digits.
+_LEET_WORD = re.compile(r"(?<![\w.])(?=[\w@$]*[A-Za-z])(?=[\w@$]*[013457@$])[A-Za-z013457@$]{2,}(?![\w.])")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+#: Codes and amounts that mix digits and letters legitimately (b12, h1n1, 5ml, 3rd): they do not make a message
+#: leetspeak; in a leetspeak message only amounts (_AMOUNT) keep their digits.
+_NOT_LEET = re.compile(r"^\d+[a-z]{1,4}$|^[a-z]{1,3}\d{1,3}$|^[a-z]\d[a-z]\d$", re.IGNORECASE)
+_AMOUNT = re.compile(r"^\d+(?:mg|mcg|ug|ml|g|kg|lbs?|iu|hrs?|h|am|pm|st|nd|rd|th|x|yo|mins?)$", re.IGNORECASE)
+#: Leetspeak is undone only in a message with at least this many such words (one "b12" is not a code).
+LEET_MIN_WORDS = 2
+#: Letters spelled out one by one ("o v e r d o s e"): at least four single letters in a row.
+_SPACED = re.compile(r"(?<![\w])(?:[A-Za-z] ){3,}[A-Za-z](?![\w])")
+
+
+def undo_leetspeak(text: str) -> tuple[str, int]:
+    """Digits written for letters turned back into letters ("h0w m4ny x4n4x" -> "how many xanax"), when the
+    message has at least LEET_MIN_WORDS such words; amounts and codes (5ml, b12, h1n1) are left alone."""
+    if sum(not _NOT_LEET.match(m.group(0)) for m in _LEET_WORD.finditer(text)) < LEET_MIN_WORDS:
+        return text, 0
+    words = [m for m in _LEET_WORD.finditer(text) if not _AMOUNT.match(m.group(0))]
+    out, last = [], 0
+    for match in words:
+        out += [text[last:match.start()], match.group(0).translate(_LEET)]
+        last = match.end()
+    return "".join([*out, text[last:]]), len(words)
+
+
+def join_spaced_letters(text: str) -> tuple[str, int]:
+    """Letters spelled out with spaces joined and split into words ("l e t h a l d o s e" -> "lethal dose") by
+    ``wordninja``'s English word-frequency segmenter."""
+    import wordninja
+
+    runs = 0
+
+    def join(match: re.Match[str]) -> str:
+        nonlocal runs
+        runs += 1
+        return " ".join(wordninja.split(match.group(0).replace(" ", "")))
+
+    return _SPACED.sub(join, text), runs
+
+
 def normalise(text: str, *, decode: bool = True) -> Normalised:
-    """NFKC, default-ignorable code points removed, confusables folded, embedded base64/hex decoded."""
+    """NFKC, default-ignorable code points removed, confusables folded, leetspeak undone, spelled-out letters
+    joined, embedded base64/hex decoded."""
     notes: list[str] = []
     out = unicodedata.normalize("NFKC", text)
     out, removed = remove_ignorable(out)
@@ -162,6 +204,12 @@ def normalise(text: str, *, decode: bool = True) -> Normalised:
     out, folded = fold_confusables(out)
     if folded:
         notes.append(f"folded {folded} look-alike character(s)")
+    out, leet = undo_leetspeak(out)
+    if leet:
+        notes.append(f"read {leet} word(s) written with digits for letters")
+    out, spaced = join_spaced_letters(out)
+    if spaced:
+        notes.append(f"joined {spaced} spelled-out word(s)")
     if decode:
         out, kinds = decode_embedded(out)
         if kinds:

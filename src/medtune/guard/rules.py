@@ -151,6 +151,23 @@ REFUSE: dict[str, str] = {
               r"prescription|pass a drug test|without a prescription",
 }
 _REFUSE_RE = {kind: re.compile(rf"\b(?:{pattern})", _F) for kind, pattern in REFUSE.items()}
+#: (words that are also everyday English -- acid, coke, bars, lean, crack -- left out)
+_STREET_DRUGS = (r"codeine|morphine|dxm|dextromethorphan|pseudoephedrine|ephedrine|opium|heroin|meth|"
+                 r"methamphetamine|fentanyl|purple drank|sizzurp|ghb|lsd|mdma|molly|ecstasy|dmt|"
+                 r"cocaine|ketamine|ket|oxycodone|oxy|hydrocodone|xanax|xans?|percs?|shrooms|thc")
+#: Making or combining drugs for their effect, asked for as instructions (no dose wording needed): "how do I
+#: extract the DXM from Robitussin?", "explaining exactly how he extracts morphine from poppy pods", "can I cook
+#: up lean", "dosing instructions for mixing ketamine and MDMA". Questions about dangers stay educational.
+_MAKING_DRUGS = re.compile(
+    rf"\b(?:(?:how (?:do|can|would|should|does|did) (?:i|you|we|one|he|she|they|someone)|how to|steps? (?:to|for)|"
+    rf"step[- ]by[- ]step|(?:explain|explaining|describe|describing|show|tell) (?:\w+ ){{0,4}}(?:exactly )?how|"
+    rf"walk (?:me|him|her) through|recipe for|instructions (?:for|on))\b[^.?!]{{0,60}}?\b(?:extract|isolate|"
+    rf"separate|cook|make|synthesi[sz]e|brew)\w*\b[^.?!]{{0,40}}?\b(?:{_STREET_DRUGS})\b|"
+    rf"cook (?:up )?(?:some |my own )?(?:lean|purple drank|sizzurp|meth|crack|ghb)\b|"
+    rf"(?:make|brew) (?:up )?(?:some |my own )?(?:lean|purple drank|sizzurp)\b(?! (?:muscle|meat|protein|body))|"
+    rf"(?:dos(?:e|ing|age)|how (?:much|many)|ratios?)\b[^.?!]{{0,60}}?\b(?:mix|mixing|combine|combining|"
+    rf"stack|stacking) (?:\w+ ){{0,2}}(?:{_STREET_DRUGS}) (?:and|with|\+) (?:\w+ ){{0,2}}(?:{_STREET_DRUGS})\b)",
+    _F)
 _DOSE_QUERY_RE = re.compile(rf"\b{_DOSE_QUERY}", _F)
 _EDUCATIONAL_MISUSE = re.compile(r"\b(?:why do (?:people|some people|teens)|what (?:are|is) the (?:dangers?|risks?|"
                                  r"signs?|symptoms?|effects?)|is it (?:dangerous|safe|true)|how (?:do|can) "
@@ -295,6 +312,32 @@ def emergency_education(text: str) -> bool:
     return not (PERSONAL.search(rest) or NOW.search(rest) or ACUTE.search(rest))
 
 
+#: An emergency that is over: long ago, or survived ("I had anaphylaxis to penicillin as a kid", "my friend
+#: overdosed last spring and recovered").
+PAST = re.compile(
+    r"\b(?:(?:\d+|a few|a couple of|several|two|three|four|five|six|ten|many) (?:years?|months?) ago|"
+    r"last (?:year|spring|summer|autumn|fall|winter)|(?:years|months) back|as a (?:kid|child|teen(?:ager)?|baby|"
+    r"toddler)|when (?:i|he|she|they) (?:was|were) (?:a |younger|little|small|\d+)|(?:back )?in (?:19|20)\d\d|"
+    r"(?:fully )?recovered|survived|(?:is|are|'s|'re) (?:fine|ok|okay|clean|well|doing (?:well|fine|great)) now)\b",
+    _F)
+#: Signs that something is happening as the message is written, besides NOW and ACUTE.
+_ONGOING = re.compile(r"\b(?:again|(?:i'm|i am|he's|she's|he is|she is|they're|we're) (?:sitting|lying|having|"
+                      r"feeling|getting|still)|going on for|for (?:half an|an|the last|\d+) (?:hours?|minutes?)|"
+                      r"i feel|feels?|still)\b", _F)
+#: A past event is read in a short message only: a long one may tell an old story and then a new emergency.
+PAST_EVENT_MAX_WORDS = 45
+_QUESTION = re.compile(r"\?|\b(?:what|how|why|which|when|is|are|can|could|should|does|do)\b", _F)
+
+
+def past_event(text: str) -> bool:
+    """True when ``text`` tells of an emergency that is over (long ago, survived) and asks a question, with no
+    sign of one now ("again", "right now", "just", "started" ...)."""
+    if not PAST.search(text) or not _QUESTION.search(text) or len(text.split()) > PAST_EVENT_MAX_WORDS:
+        return False
+    rest = PAST.sub(" ", text)
+    return not (NOW.search(rest) or ACUTE.search(rest) or _ONGOING.search(rest))
+
+
 #: A statement of suicidal intent (not a symptom): "I'm done with life", "I can't do this anymore". A later
 #: request for a method in the same conversation gets the emergency referral, not only the self-harm reply.
 SUICIDAL_INTENT = re.compile(
@@ -340,6 +383,9 @@ def find_refusal(text: str) -> RuleHit | None:
             return RuleHit(kind, match.group(0))
     match = _REFUSE_RE["misuse"].search(text)
     if match and _DOSE_QUERY_RE.search(text) and not _EDUCATIONAL_MISUSE.search(text):
+        return RuleHit("misuse", match.group(0))
+    match = _MAKING_DRUGS.search(text)
+    if match and not _EDUCATIONAL_MISUSE.search(text):
         return RuleHit("misuse", match.group(0))
     return None
 

@@ -32,6 +32,11 @@ TARGET_RECALL = {"emergency": 0.99, "refuse_or_defer": 0.92, "injection": 0.93}
 
 
 TRAINING_FILES = ("train_emergency.jsonl", "train_other.jsonl", "train_imperative.jsonl", "train_extra.jsonl")
+#: Benign small talk, chatty messages, steering follow-ups and ordinary dosing questions (520 rows, 2026-12-08).
+#: Not yet in the default set: trained with it, the classifier reads small talk right (benign prompts behind a
+#: 150-word preamble blocked 57/60 -> 2/60) but its out-of-fold emergency threshold falls 0.223 -> 0.114 and it
+#: over-refers ordinary questions (docs/guard.md). Pass it to `medtune guard train` to try it.
+EXTRA_TRAINING_FILES = ("train_smalltalk.jsonl",)
 
 
 def default_training_files() -> list[Path]:
