@@ -92,3 +92,21 @@ def test_train_a_small_classifier_end_to_end(tmp_path: Path) -> None:
     scores = model.score("my dad is clutching his chest and sweating, he can barely talk")
     assert scores.probs["emergency"] > scores.probs["benign"]
     assert model.score("what vitamins are in spinach?").flagged == []
+
+
+def test_thresholds_are_chosen_on_the_conversation_validation_sets(monkeypatch) -> None:  # noqa: ANN001
+    """The whole guard runs on a validation set over the grid; the choice keeps the out-of-fold emergency recall,
+    and a grid point that loses emergencies is never chosen however accurate it is otherwise."""
+    from medtune.guard import thresholds
+    from medtune.guard.classifier import IntentClassifier
+
+    classifier = IntentClassifier.load()
+    shipped = dict(classifier.thresholds)
+    monkeypatch.setattr(thresholds, "EMERGENCY_GRID", (0.99, shipped["emergency"]))
+    monkeypatch.setattr(thresholds, "REFUSE_GRID", (shipped["refuse_or_defer"],))
+    result = thresholds.choose_on_conversations(classifier, ("conversations_val",), progress=lambda _: None)
+    assert result["rows"] == 166 and len(result["trials"]) == 2
+    high = next(t for t in result["trials"] if t["emergency"] == 0.99)
+    assert high["emergency_recall"] < result["out_of_fold"]["emergency_recall"]   # the classifier's emergencies lost
+    assert result["chosen"]["emergency"] != 0.99
+    assert classifier.thresholds["emergency"] == result["chosen"]["emergency"]

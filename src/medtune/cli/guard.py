@@ -131,8 +131,12 @@ def train(
                                                  "default: the shipped training files."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: MEDTUNE_HOME/guard/<date>)."),
     seed: int = typer.Option(13, help="Seed of the family-grouped validation split."),
+    choose_on: str = typer.Option("conversations_val,conversations2_val", "--choose-on",
+                                  help="Conversation validation sets (comma-separated --set names) on which the "
+                                       "emergency and refuse/defer thresholds are then chosen; '' to skip."),
 ) -> None:
-    """Fit the intent classifier; thresholds from a validation split; writes intent.joblib + model card."""
+    """Fit the intent classifier; thresholds from a validation split (then the conversation validation sets);
+    writes intent.joblib + model card."""
     import time
 
     from medtune.guard.training import default_training_files, train_classifier
@@ -140,7 +144,14 @@ def train(
 
     files = list(data) if data else default_training_files()
     folder = out or medtune_home() / "guard" / time.strftime("%Y%m%d-%H%M%S")
-    result = train_classifier(files, folder, seed=seed, progress=lambda line: console.print(line, markup=False))
+    from medtune.errors import UserError
+    from medtune.guard.evaluation import NAMED_SETS
+
+    sets = tuple(name.strip() for name in choose_on.split(",") if name.strip())
+    if unknown := [name for name in sets if name not in NAMED_SETS]:
+        raise UserError(f"--choose-on {', '.join(unknown)}: not a shipped set; use {', '.join(NAMED_SETS)}.")
+    result = train_classifier(files, folder, seed=seed, progress=lambda line: console.print(line, markup=False),
+                              choose_on=sets)
     console.print(f"[green]wrote[/] {result['artefact']} (+ CARD.md, card.json)")
     console.print(f"use it with a guard YAML: classifier_path: {folder}", markup=False)
 

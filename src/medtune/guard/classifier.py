@@ -163,6 +163,8 @@ class IntentClassifier:
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[text] = cached
+        else:
+            cached.flagged = flagged_classes(cached.probs, self.thresholds)   # the thresholds may have changed
         return cached
 
     def score_many(self, texts: list[str]) -> list[IntentScores]:

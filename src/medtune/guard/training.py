@@ -206,11 +206,14 @@ def _thresholds_from_scores(scores: list[Any], rows: list[dict[str, Any]]) -> tu
 
 
 def train_classifier(paths: list[Path], out_dir: Path, seed: int = 13,
-                     encoder: str = "all-minilm-l6-v2", progress: Any = print) -> dict[str, Any]:
+                     encoder: str = "all-minilm-l6-v2", progress: Any = print,
+                     choose_on: tuple[str, ...] = ()) -> dict[str, Any]:
     """Choose the head settings on a family-grouped validation split, the thresholds on out-of-fold scores of
     every row (5 family-grouped folds), fit the final heads on all rows; save the artefact and its model card.
     The cost minimised on validation: 3 x the share of benign prompts flagged plus the precision lost by each
-    decision group, at thresholds that keep each group's target recall."""
+    decision group, at thresholds that keep each group's target recall. With ``choose_on`` (conversation
+    validation sets), the emergency and refuse/defer thresholds are then chosen on them
+    (:func:`medtune.guard.thresholds.choose_on_conversations`)."""
     rows = load_training_rows(paths)
     train_idx, val_idx = split_by_family(rows, seed=seed)
     progress(f"{len(rows)} rows, {len({r['family'] for r in rows})} families: "
@@ -252,9 +255,17 @@ def train_classifier(paths: list[Path], out_dir: Path, seed: int = 13,
     model = _fit_model(texts, x, [r["label"] for r in rows], rows, c, weight, encoder)
     model.thresholds = thresholds
     model.max_segments = max_segments
+    conversations = None
+    if choose_on:
+        from medtune.guard.thresholds import choose_on_conversations
+
+        conversations = choose_on_conversations(model, choose_on, progress)
+        thresholds = model.thresholds
     model.card = _card(rows, train_idx, val_idx, f"LogisticRegression(C={c:g}, class_weight=balanced) on "
                        f"{features}", thresholds, figures, kind_accuracy, encoder, seed,
                        time.perf_counter() - started, trials)
+    if conversations is not None:
+        model.card["thresholds_on_conversations"] = conversations
     artefact = model.save(out_dir)
     (out_dir / "card.json").write_text(json.dumps(model.card, indent=2) + "\n", encoding="utf-8")
     (out_dir / "CARD.md").write_text(card_markdown(model.card), encoding="utf-8")
@@ -301,6 +312,17 @@ def card_markdown(card: dict[str, Any]) -> str:
         fig = card["validation"][name]
         lines.append(f"| {name} | {threshold:.3f} | {card['target_recall_on_validation'][name]} | "
                      f"{fig['precision']:.3f} | {fig['recall']:.3f} | {fig['support']} |")
+    if conv := card.get("thresholds_on_conversations"):
+        start, chosen = conv["out_of_fold"], conv["chosen"]
+        lines += ["", f"Emergency and refuse/defer thresholds then chosen on the conversation validation sets "
+                  f"({', '.join(conv['sets'])}; {conv['rows']} rows; whole guard, best accuracy among thresholds "
+                  "that keep the out-of-fold emergency recall):", "",
+                  "| thresholds | emergency | refuse/defer | accuracy | emergency recall | refuse/defer recall "
+                  "| benign blocked |", "|---|---|---|---|---|---|---|"]
+        for name, row in (("out of fold", start), ("chosen", chosen)):
+            lines.append(f"| {name} | {row['emergency']:.3f} | {row['refuse_or_defer']:.3f} | {row['accuracy']:.3f} "
+                         f"| {row['emergency_recall']:.3f} | {row['refuse_recall']:.3f} | "
+                         f"{row['benign_blocked']:.3f} |")
     lines += ["", "Head settings tried (validation; the lowest cost was kept):", "",
               "| C | features | reading | cost | benign flagged | AUC emergency | AUC refuse or defer "
               "| AUC injection |", "|---|---|---|---|---|---|---|---|"]
