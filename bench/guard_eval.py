@@ -83,6 +83,9 @@ def main() -> None:
         print(f"\n== {name} guard on {report['rows']} frozen prompts ==")
         for cls, figures in report["per_class"].items():
             recall, precision = figures["recall"], figures["precision"]
+            if not figures["support"]:   # a class only decided, never expected (answer_with_emergency_line here)
+                print(f"  {cls:24s} decided {precision['n']} time(s), expected in no row")
+                continue
             print(f"  {cls:24s} recall {recall['value']:.3f} [{recall['low']:.3f}, {recall['high']:.3f}]  "
                   f"precision {precision['value'] if precision['value'] is not None else float('nan'):.3f}  "
                   f"n={figures['support']}")
