@@ -334,34 +334,41 @@ KEY_SYNONYMS = {
 }
 
 
-def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Return the field names valid at ``loc`` (for 'did you mean' hints)."""
+def known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names valid at ``loc`` in ``model`` (for 'did you mean' hints): nested models are followed
+    through optional, union and list annotations; list indices are skipped."""
     current: Any = model
     for part in loc[:-1]:
-        field = getattr(current, "model_fields", {}).get(part)
+        field = current.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
-            return []
+            continue
         annotation = field.annotation
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        if current is None:
+        args = getattr(annotation, "__args__", ())
+        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
             return []
-    return list(getattr(current, "model_fields", {}))
+        current = candidates[0]
+    return list(current.model_fields)
 
 
-def describe_validation_error(source: str, error: ValidationError, model: type[BaseModel] = Recipe) -> str:
-    """Turn a pydantic error into one line naming the file, the key and the fix."""
+def describe_validation_error(source: str, error: ValidationError, model: type[BaseModel] = Recipe, *,
+                              what: str = "key", no_match: str | None = None, fix: str = "fix the value.",
+                              missing: str = "add it to the recipe.") -> str:
+    """Turn a pydantic error into one line naming the file, the key and the fix: the one key validator of
+    recipes, eval/export/prepare settings, ablation grids and guard configs (``what``: "guard key" ...;
+    ``no_match``: the hint when no known key is close, default: the valid keys)."""
     first = error.errors()[0]
     loc = tuple(first["loc"])
     key = ".".join(str(part) for part in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
-        known = _known_keys(model, loc)
+        known = known_keys(model, loc)
         synonym = KEY_SYNONYMS.get(str(loc[-1]))
         close = [synonym] if synonym in known else difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(known)}"
-        return f"{source}: unknown key '{key}'; {hint}"
+        hint = f"did you mean '{close[0]}'?" if close else no_match or f"valid keys here: {', '.join(known)}"
+        return f"{source}: unknown {what} '{key}'; {hint}"
     if first["type"] == "missing":
-        return f"{source}: missing required key '{key}'; add it to the recipe."
-    return f"{source}: key '{key}': {first['msg']} (got {first.get('input')!r}); fix the value."
+        return f"{source}: missing required {what} '{key}'; {missing}"
+    return f"{source}: {what} '{key}': {first['msg']} (got {first.get('input')!r}); {fix}"
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:

@@ -6,7 +6,6 @@ into one :class:`~medtune.errors.UserError` line naming the file and the key.
 
 from __future__ import annotations
 
-import difflib
 import re
 from importlib import resources
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from medtune.config import describe_validation_error
 from medtune.errors import UserError
 
 
@@ -138,21 +138,6 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at ``loc`` (for 'did you mean')."""
-    current: Any = model
-    for part in loc[:-1]:
-        field = current.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            continue
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if candidates:
-            current = candidates[0]
-    return list(current.model_fields)
-
-
 def _validate(data: dict[str, Any], source: str) -> GuardConfig:
     """Validate merged settings; the first error becomes one UserError line naming ``source`` and the key."""
     for number, phrase in enumerate(data.get("extra_injection_phrases") or []):
@@ -164,14 +149,9 @@ def _validate(data: dict[str, Any], source: str) -> GuardConfig:
     try:
         return GuardConfig.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        key = ".".join(str(p) for p in loc)
-        if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), _known_keys(GuardConfig, loc), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "remove it (see docs/guard.md for the keys)."
-            raise UserError(f"{source}: unknown guard key '{key}'; {hint}") from None
-        raise UserError(f"{source}: guard key '{key}': {error['msg']}; fix the value (see docs/guard.md).") from None
+        raise UserError(describe_validation_error(
+            source, exc, GuardConfig, what="guard key", no_match="remove it (see docs/guard.md for the keys).",
+            fix="fix the value (see docs/guard.md).", missing="add it (see docs/guard.md).")) from None
 
 
 def default_guard_config() -> GuardConfig:
