@@ -299,5 +299,6 @@ def load_causal_lm(
             model.resize_token_embeddings(vocab)  # training added a pad token (see ensure_distinct_pad_token)
         model = PeftModel.from_pretrained(model, str(adapter))
         if merge_adapter and quant is None:
-            model = model.merge_and_unload()
+            # the one merge (train/merge.py saves this model): safe_merge checks the merged weights for NaNs
+            model = model.merge_and_unload(safe_merge=True)
     return model

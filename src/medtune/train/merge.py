@@ -134,7 +134,7 @@ def merge_adapter(source: Path, out_dir: Path | None = None, dtype: str = "auto"
     prompts, expected, reference = adapter_model_logits(source, questions or MERGE_CHECK_QUESTIONS)
     _release_gpu_memory()
     precision = merge_dtype(source, dtype)
-    merged = load_causal_lm(str(source), dtype=precision, quantization="none").merge_and_unload(safe_merge=True)
+    merged = load_causal_lm(str(source), dtype=precision, quantization="none", merge_adapter=True)
     report = MergeReport(out_dir=str(out), source=str(source), dtype=precision, device=str(merged.device),
                          trained_quantization=trained_precision(source)[1], reference=reference,
                          prompts=len(prompts),
