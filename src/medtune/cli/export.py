@@ -21,10 +21,10 @@ def export_settings(model: str, flags: dict[str, Any]) -> ExportConfig:
 
     from medtune.config import ExportConfig, describe_validation_error
     from medtune.errors import UserError
-    from medtune.export.pipeline import _resolve_source
+    from medtune.export.pipeline import export_source
     from medtune.runs import RunDir
 
-    run = RunDir(_resolve_source(model)[0])
+    run = RunDir(export_source(model)[0])
     try:
         recorded = ExportConfig.model_validate(run.recorded_recipe().get("export") or {})
     except ValidationError as error:

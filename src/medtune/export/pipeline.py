@@ -44,16 +44,18 @@ def default_export_dir(source: str) -> Path:
     return medtune_home() / "exports" / re.sub(r"[^A-Za-z0-9._-]+", "-", path.name or source)
 
 
-def _resolve_source(model: str) -> tuple[Path, bool]:
-    """Return (folder, is_adapter) for a run name/folder, adapter folder, or plain model."""
-    from medtune.models import BUILTIN_MODELS, is_adapter_dir, resolve_model_path
+def export_source(model: str) -> tuple[Path, bool]:
+    """Return (folder, is_adapter) for a run name/folder, adapter folder, or plain model (the adapter rule is the
+    served-model record's, :func:`medtune.served_model.served_model`)."""
+    from medtune.models import BUILTIN_MODELS, resolve_model_path
     from medtune.runs import find_run
+    from medtune.served_model import served_model
 
     path = Path(model).expanduser()
     if not path.exists() and "/" not in model and model not in BUILTIN_MODELS:
         with contextlib.suppress(UserError):
             path = find_run(model).root
-    if path.is_dir() and is_adapter_dir(path) and not (path / "config.json").is_file():
+    if served_model(path).adapter is not None:
         return path, True
     resolved = resolve_model_path(str(path) if path.exists() else model)
     if not isinstance(resolved, Path):
@@ -81,7 +83,7 @@ def export_model(model: str, *, fmt: str = "gguf", quant: str = "q4_k_m", ollama
         raise UserError(f"--format {fmt}: choose gguf or hf")
     if quant not in QUANTS:
         raise UserError(f"--quant {quant}: choose one of {', '.join(QUANTS)}")
-    source, is_adapter = _resolve_source(model)
+    source, is_adapter = export_source(model)
     out = out_dir or default_export_dir(str(source) if is_adapter else model)
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"source": str(source), "format": fmt, "quant": quant, "out_dir": str(out)}

@@ -99,16 +99,16 @@ def model_facts(model: str) -> ModelFacts:
     """Size, layers and adapter of ``model`` (run, adapter folder, HF folder or alias) from its configs: parameters
     counted on the meta device by :func:`medtune.train.planning.count_parameters` (the base's, for an adapter)."""
     from medtune.config import LoraConfig
-    from medtune.export.pipeline import _resolve_source
+    from medtune.export.pipeline import export_source
     from medtune.models import resolve_model_path
     from medtune.served_model import adapter_dir, served_model
     from medtune.train.planning import count_parameters, load_model_config
 
-    source, is_adapter = _resolve_source(model)
+    source, is_adapter = export_source(model)
     facts = ModelFacts(source, is_adapter, str(source))
     name, gguf_file, trust = str(source), None, False
     if is_adapter:
-        record = served_model(source)  # an adapter here: _resolve_source applies the record's own adapter rule
+        record = served_model(source)  # an adapter here: export_source applies the record's own adapter rule
         name, gguf_file, trust = record.base_model, record.gguf_file, record.trust_remote_code
         adapter = record.adapter or adapter_dir(source)
         rank, problem = adapter_lora_facts(adapter)
