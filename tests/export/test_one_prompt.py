@@ -91,7 +91,7 @@ def test_served_prompt_defaults_to_the_guards(tmp_path: Path) -> None:
 
 def test_guarded_server_sends_the_runs_trained_prompt(tmp_path: Path) -> None:
     from medtune.serve.engine import served_guard
-    from medtune.serve.server import guarded_messages
+    from medtune.serve.requests import guarded_messages
 
     guard = served_guard(str(_run_folder(tmp_path, "You are a terse clinic helper.")))
     sent, decision, _ = guarded_messages(guard, [{"role": "system", "content": "client prompt"},

@@ -161,7 +161,8 @@ def test_only_supported_fields_are_forwarded(served) -> None:
 def test_body_and_message_limits(guard) -> None:
     from fastapi.testclient import TestClient
 
-    from medtune.serve.server import ServeLimits, create_app
+    from medtune.serve.requests import ServeLimits
+    from medtune.serve.server import create_app
 
     engine = FakeEngine("Asthma narrows the airways.")
     app = create_app("http://engine/v1", guard, transport=httpx.MockTransport(engine),
@@ -228,7 +229,8 @@ def test_health_and_errors_when_the_engine_is_down(guard) -> None:
 def test_requests_beyond_the_queue_get_429_with_retry_after(guard) -> None:
     import asyncio
 
-    from medtune.serve.server import ServeLimits, create_app
+    from medtune.serve.requests import ServeLimits
+    from medtune.serve.server import create_app
 
     async def slow_engine(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(0.5)

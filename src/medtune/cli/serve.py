@@ -28,7 +28,7 @@ def serve(
 ) -> None:
     """Serve MODEL at http://HOST:PORT/v1 behind the guard (any OpenAI client, `medtune ask --backend openai`)."""
     from medtune.serve.engine import run_guarded_server, serve_command
-    from medtune.serve.server import ServeLimits
+    from medtune.serve.requests import ServeLimits
 
     if dry_run or no_guard:
         command = serve_command(model, host if no_guard else "127.0.0.1", port if no_guard else (engine_port or port + 1),
