@@ -2,7 +2,8 @@
 dose checks and a disclaimer on every answer. See docs/guard.md and docs/ARCHITECTURE.md ("Guard API")."""
 
 from medtune.guard.config import GuardConfig, load_guard_config
-from medtune.guard.guard import Guard, GuardDecision, GuardedAnswer
+from medtune.guard.decisions import GuardDecision, GuardedAnswer
+from medtune.guard.guard import Guard
 
 __all__ = ["Guard", "GuardConfig", "GuardDecision", "GuardedAnswer", "load_guard_config"]
 

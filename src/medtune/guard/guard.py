@@ -16,13 +16,13 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from medtune.guard import rules
 from medtune.guard.config import GuardConfig, default_guard_config, load_guard_config
-from medtune.guard.doses import check_max_doses, find_doses
+from medtune.guard.decisions import Action, GuardDecision, Signals
 from medtune.guard.followups import (
     CONTEXT_WORDS,
     FOLLOW_UP_CONTENT_WORDS,
@@ -36,7 +36,7 @@ from medtune.guard.followups import (
 from medtune.guard.language import LanguageCheck, foreign_emergency, language_name
 from medtune.guard.moderators import build_moderators
 from medtune.guard.normalise import normalise
-from medtune.guard.output_checks import BLOCKING, check_answer
+from medtune.guard.output import AnswerScreen
 
 logger = logging.getLogger("medtune.guard")
 _REFUSE_LABELS = {"self_harm": "self-harm", "harm_others": "harming someone", "lethal_dose": "a lethal dose",
@@ -44,58 +44,13 @@ _REFUSE_LABELS = {"self_harm": "self-harm", "harm_others": "harming someone", "l
 
 #: Refusal categories of self-harm requests (a follow-up to one after a statement of suicidal intent is referred).
 SELF_HARM_REFUSALS = frozenset(["refuse:self_harm", "refuse:lethal_dose"])
-Action = Literal["answer", "emergency", "refuse", "defer"]
-
-
-@dataclass
-class GuardDecision:
-    """Result of :meth:`Guard.check_input`."""
-
-    action: Action
-    category: str             # "ok", "emergency:<kind>", "refuse:<kind>", "defer:<kind>", "injection",
-    #                           "defer:language:<ISO 639-1 code>" (a message the checks cannot read)
-    reason: str
-    response: str | None      # the canned reply for emergency/refuse/defer (None for answer)
-    sanitized_input: str      # normalised; control strings and injection phrases removed
-    injection_detected: bool
-    layer: str = "policy"     # sanitizer | classifier | rules | conversation | language | moderator:<name> | policy
-    scores: dict[str, float] = field(default_factory=dict)   # classifier probabilities (risk classes: max)
-    emergency_line: str | None = None   # answers about emergencies: shown before the answer ("answer:emergency_line")
-
-
-@dataclass
-class GuardedAnswer:
-    """Result of :meth:`Guard.finalize_answer`."""
-
-    text: str                 # answer + dose/safety warning(s) + disclaimer
-    dose_warnings: list[str] = field(default_factory=list)
-    disclaimer: str = ""
-    output_flags: list[str] = field(default_factory=list)   # unsafe-advice checks that fired (names)
-    blocked: str | None = None   # the category when the answer was replaced by a refusal (screen_answer)
-    emergency_line: str | None = None   # the line put before the answer (education about emergencies)
-
-
-@dataclass
-class _Signals:
-    """What the layers found in one message."""
-
-    text: str
-    injected: bool            # by the sanitizer or the classifier
-    sanitized_away: bool      # the sanitizer removed control strings or injection phrases
-    notes: list[str]
-    flagged: dict[str, str]   # intent class -> the learned layer that flagged it (classifier, moderator:<name>)
-    kind: str | None
-    scores: dict[str, float]
-    rule_hits: dict[str, rules.RuleHit]
-
-
-def _emergency_kind(sig: _Signals) -> str:
+def _emergency_kind(sig: Signals) -> str:
     """The emergency kind: the rule's (mapped to the policy's kinds) when a rule fired, else the classifier's."""
     hit = sig.rule_hits.get("emergency")
     return rules.RULE_KINDS.get(hit.kind, hit.kind) if hit else (sig.kind or "unspecified")
 
 
-class Guard:
+class Guard(AnswerScreen):
     """Layered medical guardrails: normalise -> strip control strings -> classifier -> rules -> policy."""
 
     def __init__(self, config: GuardConfig | None = None) -> None:
@@ -138,7 +93,7 @@ class Guard:
             sanitized, phrases = rules.remove_injection(stripped, self._injection)
         return sanitized, stripped, control, phrases, normalised.notes
 
-    def _signals(self, user_text: str) -> _Signals:
+    def _signals(self, user_text: str) -> Signals:
         """Run every layer on one message."""
         cfg = self.config
         sanitized, stripped, control, phrases, normalised = self._sanitize(user_text)
@@ -170,7 +125,7 @@ class Guard:
             if sanitized else {}
         sanitized_away = bool(control or phrases)
         injected = sanitized_away or "injection" in flagged
-        return _Signals(sanitized, injected, sanitized_away, notes, flagged, kind, scores, hits)
+        return Signals(sanitized, injected, sanitized_away, notes, flagged, kind, scores, hits)
 
     def check_input(self, user_text: str, history: list[dict[str, str]] | None = None, *,
                     audit: bool = True) -> GuardDecision:
@@ -300,7 +255,7 @@ class Guard:
         return self._decide("answer", "ok", "no layer flagged it" + suffix, None, sig, False, user_text, "policy",
                             audit=audit)
 
-    def _with_context(self, sig: _Signals, user_text: str, history: list[dict[str, str]] | None) -> bool:
+    def _with_context(self, sig: Signals, user_text: str, history: list[dict[str, str]] | None) -> bool:
         """Re-read a short follow-up together with the user turns it continues; True when that happened.
 
         The learned layers' and the rules' findings then come from the joined text (the follow-up's own rule hits
@@ -330,7 +285,7 @@ class Guard:
         sig.notes.append("read with the earlier turns it continues")
         return True
 
-    def _unanswered_turn(self, sig: _Signals, history: list[dict[str, Any]] | None) -> GuardDecision | None:
+    def _unanswered_turn(self, sig: Signals, history: list[dict[str, Any]] | None) -> GuardDecision | None:
         """The decision of the last earlier user turn when it was not answered (referred, refused, deferred) and
         this message continues it (:func:`medtune.guard.followups.follows_on`); None otherwise.
 
@@ -388,7 +343,7 @@ class Guard:
         """A canned reply followed by the disclaimer."""
         return f"{reply.strip()}\n\n{self.config.disclaimer.strip()}"
 
-    def _decide(self, action: Action, category: str, reason: str, response: str | None, sig: _Signals,
+    def _decide(self, action: Action, category: str, reason: str, response: str | None, sig: Signals,
                 injected: bool, original: str, layer: str, audit: bool = True,
                 emergency_line: str | None = None) -> GuardDecision:
         """Build, log and audit one decision."""
@@ -418,65 +373,3 @@ class Guard:
         with path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
-    # ---------------------------------------------------------------------------------------------- output
-    def screen_answer(self, answer: str) -> GuardDecision | None:
-        """The refusal or crisis reply that replaces ``answer`` before the user sees any of it, or None.
-
-        Blocks a dose above a prescription maximum daily dose and the output checks listed in
-        :data:`medtune.guard.output_checks.BLOCKING` (misuse instructions, a self-harm method). Streaming callers
-        run it on the text released so far, sentence by sentence.
-        """
-        templates, sig = self.config.templates, _Signals(answer, False, False, [], {}, None, {}, {})
-        if self.config.check_doses:
-            for excess in check_max_doses(answer, self.config.max_daily_doses):
-                if not excess.over_otc_only:
-                    reply = templates.refuse.format(kind=f"{excess.drug} above its maximum daily dose")
-                    return self._decide("refuse", "refuse:output:dose_above_maximum",
-                                        f"answer implies {excess.mg_per_day:g} mg/day of {excess.drug}",
-                                        self._with_disclaimer(reply), sig, False, answer, "output")
-        for flag in check_answer(answer) if self.config.check_output else []:
-            if BLOCKING.get(flag.check) == "self_harm":
-                reply = templates.refuse_self_harm.format(kind="self-harm", resources=templates.crisis_resources)
-            elif BLOCKING.get(flag.check) == "misuse":
-                reply = templates.refuse.format(kind="misuse")
-            else:
-                continue
-            return self._decide("refuse", f"refuse:output:{flag.check}", f"answer matched {flag.match!r}",
-                                self._with_disclaimer(reply), sig, False, answer, "output")
-        return None
-
-    def finalize_answer(self, answer: str, decision: GuardDecision | None = None) -> GuardedAnswer:
-        """The answer as shown: replaced by its refusal when :meth:`screen_answer` blocks it, otherwise with dose
-        warnings, unsafe-advice warnings (output checks) and the disclaimer appended; led by the emergency line
-        when ``decision`` (the input decision) carries one (education about emergencies)."""
-        blocked = self.screen_answer(answer)
-        templates, warnings = self.config.templates, []
-        if self.config.check_doses:
-            for excess in check_max_doses(answer, self.config.max_daily_doses):
-                template = templates.otc_dose_warning if excess.over_otc_only else templates.max_dose_warning
-                limit = excess.limit.otc_max_daily_mg if excess.over_otc_only else excess.limit.max_daily_mg
-                warnings.append(template.format(drug=excess.drug.capitalize(), amount=f"{excess.mg_per_day:g}",
-                                                limit=f"{limit:g}", note=excess.limit.note).strip())
-            seen: set[str] = set()
-            for dose in find_doses(answer):
-                if dose.text.lower() not in seen:
-                    seen.add(dose.text.lower())
-                    warnings.append(templates.dose_warning.format(dose=dose.text).strip())
-        flags = check_answer(answer) if self.config.check_output else []
-        for flag in flags:
-            warnings.append(self.config.templates.output_warnings[flag.check].strip())
-        disclaimer = self.config.disclaimer.strip()
-        line = getattr(decision, "emergency_line", None) if decision is not None else None
-        parts = [line.strip() if line else "", answer.strip()]
-        if warnings:
-            parts.append("\n".join(f"⚠ {w}" for w in warnings))
-        parts.append(disclaimer)
-        text = "\n\n".join(p for p in parts if p)
-        logger.log(logging.WARNING if warnings else logging.INFO, "guard answer: %d dose warning(s)%s",
-                   len(warnings), "".join(f"; {w}" for w in warnings[:3]))
-        self._audit({"stage": "answer", "dose_warnings": warnings, "output_flags": [f.check for f in flags],
-                     "blocked": blocked.category if blocked else None}, answer)
-        return GuardedAnswer(text=blocked.response or "" if blocked else text, dose_warnings=warnings,
-                             disclaimer=disclaimer, output_flags=[f.check for f in flags],
-                             blocked=blocked.category if blocked else None,
-                             emergency_line=line if line and not blocked else None)
