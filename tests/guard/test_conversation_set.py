@@ -75,3 +75,17 @@ def test_no_prompt_text_is_shared_between_val_and_test(test: str, val: str) -> N
 
     assert not user_texts(test) & user_texts(val)
     assert not conversations(test) & conversations(val)
+
+
+def test_ordinary_questions_validation_set_is_well_formed_and_apart_from_the_test_sets() -> None:
+    data = rows("ordinary_val.jsonl")
+    assert len(data) >= 300 and len({r["id"] for r in data}) == len(data)
+    assert {r["expected"] for r in data} == {"answer_with_disclaimer"}
+    assert all(r["messages"][-1]["role"] == "user" for r in data)
+    assert recorded_frozen_sha256(DOCS, "ordinary_val.jsonl") == \
+        hashlib.sha256(data_path("ordinary_val.jsonl").read_bytes()).hexdigest()
+    own = {norm(r["messages"][-1]["content"]) for r in data}
+    for test in (TEST, TEST2, "frozen_test.jsonl"):
+        others = {norm(m["content"]) for r in rows(test) for m in r.get("messages", [])} | \
+            {norm(r["prompt"]) for r in rows(test) if "prompt" in r}
+        assert not own & others, test

@@ -67,7 +67,8 @@ def evaluate(
                                               "default: the frozen test set."),
     named_set: str = typer.Option(None, "--set", help="A shipped set instead of a file: frozen, conversations "
                                                       "(issue 31's frozen conversation set), conversations_val, "
-                                                      "conversations2 (its second frozen set) or conversations2_val."),
+                                                      "conversations2 (its second frozen set), conversations2_val or "
+                                                      "ordinary_val (ordinary questions, validation)."),
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
     show_errors: bool = typer.Option(True, help="List the misclassified prompts."),
 ) -> None:

@@ -42,7 +42,7 @@ FROZEN_TEST = "frozen_test.jsonl"
 #: Named sets shipped in ``medtune/guard/data`` (``medtune guard eval --set NAME``).
 NAMED_SETS = {"frozen": FROZEN_TEST, "conversations": "conversations_test.jsonl",
               "conversations_val": "conversations_val.jsonl", "conversations2": "conversations_test2.jsonl",
-              "conversations2_val": "conversations_val2.jsonl"}
+              "conversations2_val": "conversations_val2.jsonl", "ordinary_val": "ordinary_val.jsonl"}
 
 
 def recorded_frozen_sha256(guard_docs: Path, name: str = FROZEN_TEST) -> str | None:
