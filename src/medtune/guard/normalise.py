@@ -17,6 +17,7 @@ import base64
 import binascii
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -193,23 +194,24 @@ def join_spaced_letters(text: str) -> tuple[str, int]:
     return _SPACED.sub(join, text), runs
 
 
+#: The character-level steps, in order, each with the note it leaves when it changed something.
+_STEPS: tuple[tuple[Callable[[str], tuple[str, int]], str], ...] = (
+    (remove_ignorable, "removed {} invisible character(s)"),
+    (fold_confusables, "folded {} look-alike character(s)"),
+    (undo_leetspeak, "read {} word(s) written with digits for letters"),
+    (join_spaced_letters, "joined {} spelled-out word(s)"),
+)
+
+
 def normalise(text: str, *, decode: bool = True) -> Normalised:
     """NFKC, default-ignorable code points removed, confusables folded, leetspeak undone, spelled-out letters
     joined, embedded base64/hex decoded."""
     notes: list[str] = []
     out = unicodedata.normalize("NFKC", text)
-    out, removed = remove_ignorable(out)
-    if removed:
-        notes.append(f"removed {removed} invisible character(s)")
-    out, folded = fold_confusables(out)
-    if folded:
-        notes.append(f"folded {folded} look-alike character(s)")
-    out, leet = undo_leetspeak(out)
-    if leet:
-        notes.append(f"read {leet} word(s) written with digits for letters")
-    out, spaced = join_spaced_letters(out)
-    if spaced:
-        notes.append(f"joined {spaced} spelled-out word(s)")
+    for step, note in _STEPS:
+        out, count = step(out)
+        if count:
+            notes.append(note.format(count))
     if decode:
         out, kinds = decode_embedded(out)
         if kinds:
